@@ -1,0 +1,248 @@
+"""The data: ad accounts, their campaigns, and the record of every sync."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from campaigns.crypto import decrypt, encrypt
+from syncer.budget import RateBudget, parse_budget
+
+
+def validate_budget(value: str) -> None:
+    try:
+        parse_budget(value)
+    except ValueError as error:
+        raise ValidationError(str(error)) from error
+
+
+class AdAccount(models.Model):
+    """One login on the ad platform, with its own client id and rate budget.
+
+    The password is encrypted at rest with a key derived from SECRET_KEY and
+    is never shown back; `set_password` and `get_password` are its only doors.
+    """
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    base_url = models.URLField(max_length=500)
+    email = models.CharField(max_length=254)
+    encrypted_password = models.TextField(blank=True, editable=False)
+    client_id = models.CharField(max_length=200, help_text="Sent as X-Client-ID; the rate budget belongs to it.")
+    rate_limit = models.CharField(
+        max_length=32, default="10/60s", validators=[validate_budget],
+        help_text="N calls per W seconds, e.g. 10/60s; 'none' for no limit.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("trigger_sync", "Can start, retry and cancel syncs")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_password(self, raw_password: str) -> None:
+        self.encrypted_password = encrypt(raw_password) if raw_password else ""
+
+    def get_password(self) -> str:
+        return decrypt(self.encrypted_password) if self.encrypted_password else ""
+
+    @property
+    def budget(self) -> RateBudget | None:
+        return parse_budget(self.rate_limit)
+
+
+class SyncStatus(models.TextChoices):
+    NEVER = "never", "Never synced"
+    SUCCEEDED = "succeeded", "Synced"
+    FAILED = "failed", "Failed"
+
+
+class Campaign(models.Model):
+    """A campaign as the platform last listed it; one row per account and platform id."""
+
+    account = models.ForeignKey(AdAccount, on_delete=models.CASCADE, related_name="campaigns")
+    platform_id = models.CharField(max_length=255)
+    name = models.TextField()
+    status = models.CharField(max_length=50, blank=True)
+    budget = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    impressions = models.BigIntegerField(null=True, blank=True)
+    clicks = models.BigIntegerField(null=True, blank=True)
+    conversions = models.BigIntegerField(null=True, blank=True)
+    platform_created_at = models.DateTimeField(null=True, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_sync_status = models.CharField(max_length=20, choices=SyncStatus.choices, default=SyncStatus.NEVER)
+
+    class Meta:
+        ordering = ["account", "platform_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "platform_id"], name="campaign_unique_per_account"),
+        ]
+        indexes = [models.Index(fields=["account", "last_sync_status"], name="campaign_sync_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name[:80]} ({self.platform_id})"
+
+
+class Trigger(models.TextChoices):
+    COMMAND = "command", "Command"
+    ADMIN = "admin", "Admin"
+    STATUS_PAGE = "status_page", "Status page"
+    SCHEDULE = "schedule", "Schedule"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PARTIAL = "partial", "Partial"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class SyncRun(models.Model):
+    """One sync of one account, whoever started it; its counters equal its attempts."""
+
+    account = models.ForeignKey(AdAccount, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    triggered_by = models.CharField(max_length=150, blank=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    campaign_filter = models.JSONField(null=True, blank=True, help_text="Platform ids to sync; empty means all.")
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retry_runs")
+    concurrency = models.PositiveIntegerField(default=10)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    prepared_at = models.DateTimeField(null=True, blank=True, help_text="When the listing ended and work was queued.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+
+    campaigns_listed = models.PositiveIntegerField(default=0)
+    campaigns_synced = models.PositiveIntegerField(default=0)
+    campaigns_failed = models.PositiveIntegerField(default=0)
+
+    requests = models.PositiveIntegerField(default=0)
+    retries = models.PositiveIntegerField(default=0)
+    rate_limited = models.PositiveIntegerField(default=0, verbose_name="429s")
+    server_errors = models.PositiveIntegerField(default=0, verbose_name="5xx")
+    timeouts = models.PositiveIntegerField(default=0)
+    pages = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One queued or running run per account, enforced by the database.
+            models.UniqueConstraint(
+                fields=["account"], condition=Q(status__in=["queued", "running"]), name="one_active_run_per_account",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="run_account_created_idx"),
+            models.Index(fields=["status"], name="run_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run #{self.pk} ({self.account}, {self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_RUN_STATUSES
+
+    @property
+    def campaigns_done(self) -> int:
+        return self.campaigns_synced + self.campaigns_failed
+
+    @property
+    def success_rate(self) -> float | None:
+        """Share of finished campaigns that synced, or None before any finished."""
+        done = self.campaigns_done
+        return self.campaigns_synced / done if done else None
+
+    @property
+    def duration(self) -> timedelta | None:
+        if not self.started_at:
+            return None
+        from django.utils import timezone
+
+        return (self.finished_at or timezone.now()) - self.started_at
+
+
+class AttemptStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_ATTEMPT_STATUSES = (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED, AttemptStatus.CANCELLED)
+
+
+class ErrorCategory(models.TextChoices):
+    TIMEOUT = "timeout", "Timeout"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    SERVER_ERROR = "server_error", "Server error"
+    AUTH = "auth", "Authentication"
+    CLIENT_ERROR = "client_error", "Client error"
+    NETWORK = "network", "Network"
+    BAD_RESPONSE = "bad_response", "Bad response"
+
+
+class SyncAttempt(models.Model):
+    """One campaign in one run: written before its call, completed after it.
+
+    Pending attempts are the durable work queue: a worker claims one by
+    setting `claimed_by` and a lease; another worker may take it over once
+    the lease has run out.
+    """
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="attempts")
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="attempts")
+    platform_id = models.CharField(max_length=255, help_text="The platform id, or where the bad row stood.")
+    status = models.CharField(max_length=20, choices=AttemptStatus.choices, default=AttemptStatus.PENDING)
+    tries = models.PositiveIntegerField(default=0)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_category = models.CharField(max_length=20, choices=ErrorCategory.choices, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "platform_id"], name="attempt_unique_per_run"),
+        ]
+        indexes = [
+            models.Index(fields=["run", "status"], name="attempt_run_status_idx"),
+            models.Index(fields=["campaign", "-id"], name="attempt_campaign_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform_id} in run #{self.run_id}: {self.status}"
+
+
+class RateSlot(models.Model):
+    """One of an account's N call slots: a call may go once a slot is W seconds old.
+
+    The N rows of an account are its sliding window, shared by every process
+    that uses the same database.
+    """
+
+    account = models.ForeignKey(AdAccount, on_delete=models.CASCADE, related_name="rate_slots")
+    index = models.PositiveIntegerField()
+    last_used = models.FloatField(default=0.0, help_text="Epoch seconds of the call that took this slot.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "index"], name="rate_slot_unique")]

@@ -1,0 +1,230 @@
+"""Settings for campaign-sync, read from the environment through django-environ.
+
+Every variable is documented in `.env.example`. The defaults need nothing
+installed: SQLite, django-q2's ORM broker and the bundled fake platform.
+A bad value stops start-up with one line naming the variable.
+"""
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from syncer.budget import parse_budget
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+
+def _read(name: str, cast, default, expects: str):
+    """Read one variable; a value that does not parse names the variable."""
+    try:
+        return cast(name, default=default)
+    except (ValueError, TypeError, environ.ImproperlyConfigured) as error:
+        raise ImproperlyConfigured(f"{name}={env.str(name, default='')!r} is invalid: expected {expects}") from error
+
+
+def _positive(name: str, cast, default, expects: str):
+    value = _read(name, cast, default, expects)
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected {expects}")
+    return value
+
+
+def _budget(name: str, default: str):
+    text = env.str(name, default=default)
+    try:
+        return str(parse_budget(text) or "none")
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name} is invalid: {error}") from error
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.str(name, default=default).strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected one of {', '.join(choices)}")
+    return value
+
+
+def _url(name: str, default: str) -> str:
+    value = env.str(name, default=default).strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected an http:// or https:// URL")
+    return value
+
+
+# --- Django -----------------------------------------------------------------
+DEBUG = _read("DEBUG", env.bool, False, "true or false (1/0)")
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG and env.bool("REQUIRE_SECRET_KEY", default=False):
+        raise ImproperlyConfigured("SECRET_KEY is missing: set it to a long random string")
+    # Embedded default for the demo and tests only; production sets SECRET_KEY.
+    SECRET_KEY = "insecure-dev-key-campaign-sync-change-me-in-production-0123456789"
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "campaigns",
+    "syncer",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------
+try:
+    DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+except (ValueError, KeyError, environ.ImproperlyConfigured) as error:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is invalid: expected a URL like sqlite:///db.sqlite3 or postgres://user@host/db"
+    ) from error
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Many threads and processes write at once: WAL lets readers go on, the
+    # busy timeout makes writers wait their turn, and IMMEDIATE transactions
+    # take the write lock up front so no transaction fails half-way with
+    # "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+    }
+    DATABASES["default"].setdefault("TEST", {})
+    DATABASES["default"]["TEST"].setdefault("NAME", str(BASE_DIR / "test_db.sqlite3"))
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth, i18n, static -----------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Production hardening (see README "Production") -------------------------
+SECURE_SSL_REDIRECT = _read("SECURE_SSL_REDIRECT", env.bool, False, "true or false")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _read("SECURE_COOKIES", env.bool, not DEBUG and SECURE_SSL_REDIRECT, "true or false")
+SECURE_HSTS_SECONDS = _read("SECURE_HSTS_SECONDS", env.int, 0, "a whole number of seconds")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- The ad platform --------------------------------------------------------
+AD_PLATFORM = {
+    "URL": _url("AD_PLATFORM_URL", "http://localhost:3001"),
+    "EMAIL": env.str("AD_PLATFORM_EMAIL", default="demo@adplatform.test"),
+    "PASSWORD": env.str("AD_PLATFORM_PASSWORD", default="demo-password"),
+    "CLIENT_ID": env.str("AD_PLATFORM_CLIENT_ID", default="campaign-sync"),
+    "RATE_LIMIT": _budget("AD_PLATFORM_RATE_LIMIT", "10/60s"),
+}
+
+SYNC = {
+    "CONCURRENCY": _positive("SYNC_CONCURRENCY", env.int, 10, "a whole number of parallel calls, at least 1"),
+    "REQUEST_TIMEOUT": _positive("SYNC_REQUEST_TIMEOUT", env.float, 10.0, "seconds to wait for one answer, e.g. 10"),
+    "CONNECT_TIMEOUT": _positive("SYNC_CONNECT_TIMEOUT", env.float, 5.0, "seconds to wait for a connection, e.g. 5"),
+    "MAX_ATTEMPTS": _positive("SYNC_MAX_ATTEMPTS", env.int, 5, "how many tries one call gets, at least 1"),
+    "MAX_WAIT": _positive("SYNC_MAX_WAIT", env.float, 120.0, "the most seconds one call may spend waiting to retry"),
+    "BACKOFF_BASE": _positive("SYNC_BACKOFF_BASE", env.float, 1.0, "seconds of the first backoff, e.g. 1"),
+    "BACKOFF_CAP": _positive("SYNC_BACKOFF_CAP", env.float, 30.0, "the longest single backoff in seconds"),
+    "PAGE_SIZE": _positive("SYNC_PAGE_SIZE", env.int, 100, "campaigns asked per list call"),
+    "LEASE_SECONDS": _positive("SYNC_LEASE_SECONDS", env.float, 300.0, "seconds a worker holds a claimed campaign"),
+}
+
+# --- The task cluster (django-q2) ---------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+_Q_TIMEOUT = _positive("Q_TIMEOUT", env.int, 1800, "seconds a task may run")
+Q_CLUSTER = {
+    "name": "campaign-sync",
+    "workers": _positive("Q_WORKERS", env.int, 4, "the number of worker processes"),
+    # Tasks are idempotent, but a retry must never fire while the first
+    # delivery still runs: retry well above timeout.
+    "timeout": _Q_TIMEOUT,
+    "retry": _Q_TIMEOUT * 2,
+    "max_attempts": 3,
+    "catch_up": False,
+    "ack_failures": True,
+    "save_limit": 500,
+    "poll": 0.2,
+    "label": "Task cluster",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Logging ----------------------------------------------------------------
+LOG_FORMAT = _choice("LOG_FORMAT", "text", ("text", "json"))
+LOG_LEVEL = _choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "context": {"()": "syncer.logs.ContextFilter"},
+        "redact": {"()": "syncer.logs.RedactFilter"},
+    },
+    "formatters": {
+        "text": {"()": "syncer.logs.TextFormatter"},
+        "json": {"()": "syncer.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context", "redact"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL},
+        "django_q": {"level": "WARNING" if LOG_LEVEL != "DEBUG" else "INFO"},
+        "urllib3": {"level": "WARNING" if LOG_LEVEL != "DEBUG" else "DEBUG"},
+    },
+}

@@ -1,0 +1,96 @@
+"""Structured logging: a run id on every line, secrets never on any line.
+
+`bind_run(run_id)` sets the run id for the current thread or task; the
+filters copy it onto every record and scrub anything that looks like a
+credential, whatever logger produced the line.
+"""
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+_run_id: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="-")
+
+_known_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+# Authorization headers, tokens and base64 blobs of the Basic scheme.
+_SECRET_PATTERNS = [
+    re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._\-]+"),
+    re.compile(r"\btok_[A-Za-z0-9_\-]+"),
+    re.compile(r"(?i)(\"?(?:access_token|password|authorization)\"?\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|\S+)"),
+]
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret value (a password, a token) so no log line shows it."""
+    if value and len(value) >= 4:
+        with _secrets_lock:
+            _known_secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Return `text` with every known secret and credential-shaped string masked."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) + " ***") if m.lastindex else "***", text)
+    with _secrets_lock:
+        secrets = sorted(_known_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+@contextmanager
+def bind_run(run_id: int | str):
+    token = _run_id.set(str(run_id))
+    try:
+        yield
+    finally:
+        _run_id.reset(token)
+
+
+def current_run_id() -> str:
+    return _run_id.get()
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.run_id = _run_id.get()
+        return True
+
+
+class RedactFilter(logging.Filter):
+    """Render the message once, scrub it, and freeze it on the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s run=%(run_id)s %(message)s")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "run_id": getattr(record, "run_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            line["error"] = record.exc_text
+        return json.dumps(line, ensure_ascii=False)

@@ -1,0 +1,108 @@
+"""`manage.py sync_campaigns`: sync an account's campaigns now, in this process."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+
+from campaigns.models import RunStatus, SyncRun, Trigger
+from syncer.accounts import AccountNotFound, account_get
+from syncer.progress import follow, summary_lines
+from syncer.services import SyncRefused, run_cancel, run_execute, run_fail, run_retry_failed, sync_run_start
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_FATAL = 0, 1, 2
+
+
+class Command(BaseCommand):
+    help = (
+        "Sync every campaign of an ad account from the platform into the database. "
+        "Exit status: 0 all synced, 1 some campaigns failed (see the summary; retry with "
+        "--retry-failed), 2 fatal error (bad credentials, platform unreachable, bad configuration)."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--account", metavar="SLUG", help="the account to sync (default: the AD_PLATFORM_* one)")
+        parser.add_argument("--campaign", metavar="ID", action="append", dest="campaigns",
+                            help="sync only this platform campaign id (repeatable)")
+        parser.add_argument("--retry-failed", metavar="RUN_ID", nargs="?", const="latest",
+                            help="sync again exactly the campaigns that failed in RUN_ID (default: the latest run)")
+        parser.add_argument("--concurrency", type=int, metavar="N", help="parallel sync calls (default SYNC_CONCURRENCY)")
+
+    def handle(self, *args, **options) -> None:
+        if options["concurrency"] is not None and options["concurrency"] < 1:
+            raise CommandError("--concurrency must be at least 1", returncode=EXIT_FATAL)
+        try:
+            run = self._start(options)
+        except (AccountNotFound, SyncRefused, ImproperlyConfigured) as error:
+            raise CommandError(str(error), returncode=EXIT_FATAL) from None
+        run = self._execute(run, options["concurrency"])
+        for line in summary_lines(run):
+            self.stdout.write(line)
+        code = exit_code(run)
+        if code:
+            raise CommandError(_failure_line(run, code), returncode=code)
+
+    def _start(self, options) -> SyncRun:
+        account = account_get(slug=options["account"])
+        if not account.get_password():
+            raise ImproperlyConfigured(f"account {account.slug!r} has no password: set AD_PLATFORM_PASSWORD "
+                                       "(or enter it in the admin)")
+        who = "manage.py sync_campaigns"
+        if options["retry_failed"]:
+            return run_retry_failed(run=_run_to_retry(account, options["retry_failed"]), trigger=Trigger.COMMAND,
+                                    triggered_by=who, concurrency=options["concurrency"])
+        return sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by=who,
+                              campaign_ids=options["campaigns"], concurrency=options["concurrency"])
+
+    def _execute(self, run: SyncRun, concurrency: int | None) -> SyncRun:
+        """Run the sync in a worker thread; this thread shows progress and turns Ctrl-C into a cancel."""
+        self.stdout.write(f"Run #{run.pk} started for account {run.account.slug!r}")
+        worker = threading.Thread(target=_execute_safely, args=(run.pk, concurrency), daemon=True)
+        worker.start()
+        try:
+            return follow(run.pk, self.stdout, is_tty=self.stdout.isatty(), keep_going=worker.is_alive)
+        except KeyboardInterrupt:
+            run_cancel(run_id=run.pk, who="Ctrl-C")
+            self.stderr.write("Cancelling: waiting for the calls in flight to finish...")
+            worker.join()
+            return SyncRun.objects.get(pk=run.pk)
+        finally:
+            worker.join()
+
+
+def _execute_safely(run_id: int, concurrency: int | None) -> None:
+    try:
+        run_execute(run_id=run_id, threads=concurrency)
+    except Exception as error:  # the run must end even on a bug; the log keeps the details
+        log.exception("run #%s stopped by an unexpected error", run_id)
+        run_fail(run_id=run_id, reason=f"unexpected error ({type(error).__name__}); see the log")
+    finally:
+        connection.close()
+
+
+def _run_to_retry(account, run_id: str) -> SyncRun:
+    runs = SyncRun.objects.filter(account=account)
+    run = runs.first() if run_id == "latest" else runs.filter(pk=int(run_id) if run_id.isdigit() else -1).first()
+    if run is None:
+        raise SyncRefused(f"no run {run_id!r} for account {account.slug!r} to retry")
+    return run
+
+
+def exit_code(run: SyncRun) -> int:
+    if run.status == RunStatus.SUCCEEDED:
+        return EXIT_OK
+    if run.status == RunStatus.FAILED and run.error_message:
+        return EXIT_FATAL
+    return EXIT_SOME_FAILED
+
+
+def _failure_line(run: SyncRun, code: int) -> str:
+    if code == EXIT_FATAL:
+        return f"run #{run.pk} failed: {run.error_message}"
+    return (f"run #{run.pk} {run.status}: {run.campaigns_failed} of {run.campaigns_listed} campaigns failed; "
+            f"retry them with: manage.py sync_campaigns --retry-failed {run.pk}")

@@ -1,0 +1,109 @@
+"""The first step of a run: list every campaign, store it, queue one attempt each."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.models import AttemptStatus, Campaign, SyncAttempt, SyncRun
+from syncer.client import BAD_RESPONSE, CLIENT_ERROR, CallStats, Page, PlatformClient
+from syncer.rows import BadRow, CampaignRow, parse_row, row_id
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LENGTH = 500
+
+
+@dataclass
+class Listing:
+    """What the platform listed, sorted into good rows and bad ones."""
+
+    good: dict[str, CampaignRow] = field(default_factory=dict)
+    bad: dict[str, str] = field(default_factory=dict)  # platform id or row position -> reason
+    duplicates: int = 0
+
+    def add_page(self, page: Page) -> None:
+        for index, raw in enumerate(page.rows):
+            self.add_row(raw, where=f"page {page.number} row {index + 1}")
+
+    def add_row(self, raw: object, *, where: str) -> None:
+        platform_id = row_id(raw)
+        if platform_id is not None and (platform_id in self.good or platform_id in self.bad):
+            self.duplicates += 1  # listed twice (pages shifted under us): one attempt is enough
+            return
+        try:
+            row = parse_row(raw)
+        except BadRow as error:
+            key = platform_id or f"(bad row: {where})"
+            self.bad[key] = f"bad row at {where}: {error}"[:MESSAGE_LENGTH]
+            log.warning("bad row at %s (%s): %s", where, platform_id or "no usable id", error)
+            return
+        self.good[row.platform_id] = row
+
+
+def listing_fetch(*, client: PlatformClient, page_size: int, stats: CallStats) -> Listing:
+    listing = Listing()
+    for page in client.iter_pages(page_size=page_size, stats=stats):
+        listing.add_page(page)
+        log.info("listed page %s: %s rows (total %s)", page.number, len(page.rows), page.total)
+    if listing.duplicates:
+        log.warning("%s campaigns were listed more than once; each is synced once", listing.duplicates)
+    return listing
+
+
+def campaigns_upsert(*, account_id: int, rows: list[CampaignRow]) -> dict[str, int]:
+    """Insert or update campaigns by (account, platform id); return platform id -> pk."""
+    objects = [Campaign(account_id=account_id, platform_id=row.platform_id, **row.as_fields()) for row in rows]
+    update_fields = [*CampaignRow.__dataclass_fields__.keys() - {"platform_id", "created_at"},
+                     "platform_created_at", "updated_at"]
+    for start in range(0, len(objects), 500):
+        Campaign.objects.bulk_create(
+            objects[start:start + 500], update_conflicts=True,
+            unique_fields=["account", "platform_id"], update_fields=sorted(update_fields),
+        )
+    return _all_ids(account_id)
+
+
+def _all_ids(account_id: int) -> dict[str, int]:
+    return dict(Campaign.objects.filter(account_id=account_id).values_list("platform_id", "pk"))
+
+
+def attempts_queue(*, run: SyncRun, listing: Listing) -> None:
+    """Create the run's attempts once; a second delivery of the same step adds nothing."""
+    wanted = set(run.campaign_filter) if run.campaign_filter else None
+    good = [row for row in listing.good.values() if wanted is None or row.platform_id in wanted]
+    ids = campaigns_upsert(account_id=run.account_id, rows=good)
+    now = timezone.now()
+    attempts = [SyncAttempt(run=run, campaign_id=ids.get(row.platform_id), platform_id=row.platform_id)
+                for row in good]
+    attempts += [_failed(run, key, ids.get(key), BAD_RESPONSE, reason, now)
+                 for key, reason in listing.bad.items() if wanted is None or key in wanted]
+    if wanted is not None:
+        missing = wanted - listing.good.keys() - listing.bad.keys()
+        attempts += [_failed(run, key, ids.get(key), CLIENT_ERROR,
+                             "not in the platform's listing any more: it may have been deleted", now)
+                     for key in sorted(missing)]
+    with transaction.atomic():
+        SyncAttempt.objects.bulk_create(attempts, ignore_conflicts=True, batch_size=500)
+        _mark_failed_campaigns(run)
+        counts = _attempt_counts(run.pk)
+        SyncRun.objects.filter(pk=run.pk, prepared_at__isnull=True).update(
+            prepared_at=now, campaigns_listed=counts["listed"], campaigns_failed=counts["failed"],
+        )
+
+
+def _failed(run: SyncRun, key: str, campaign_id: int | None, category: str, reason: str, now) -> SyncAttempt:
+    return SyncAttempt(run=run, campaign_id=campaign_id, platform_id=key[:255], status=AttemptStatus.FAILED,
+                       error_category=category, message=reason[:MESSAGE_LENGTH], started_at=now, finished_at=now)
+
+
+def _mark_failed_campaigns(run: SyncRun) -> None:
+    failed = SyncAttempt.objects.filter(run=run, status=AttemptStatus.FAILED, campaign__isnull=False)
+    Campaign.objects.filter(pk__in=failed.values("campaign_id")).update(last_sync_status="failed")
+
+
+def _attempt_counts(run_id: int) -> dict[str, int]:
+    attempts = SyncAttempt.objects.filter(run_id=run_id)
+    return {"listed": attempts.count(), "failed": attempts.filter(status=AttemptStatus.FAILED).count()}

@@ -1,0 +1,183 @@
+"""The one path for a sync, whoever starts it: command, admin, status page, schedule.
+
+    sync_run_start -> run_prepare -> run_drain (any number, anywhere) -> run_finish_if_done
+
+`run_execute` does all three in this process (the command without --async);
+the cluster tasks call the same functions one step at a time.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from campaigns.models import (
+    ACTIVE_RUN_STATUSES, AdAccount, AttemptStatus, Campaign, RunStatus, SyncAttempt, SyncRun,
+)
+from syncer import drain
+from syncer.accounts import client_for
+from syncer.client import CallStats, PlatformError
+from syncer.logs import bind_run
+from syncer.prepare import attempts_queue, listing_fetch
+
+log = logging.getLogger(__name__)
+
+
+class SyncRefused(Exception):
+    """A sync that cannot start; the message says why and what to do."""
+
+    def __init__(self, message: str, *, active_run: SyncRun | None = None) -> None:
+        super().__init__(message)
+        self.active_run = active_run
+
+
+def sync_run_start(*, account: AdAccount, trigger: str, triggered_by: str = "",
+                   campaign_ids: list[str] | None = None, retry_of: SyncRun | None = None,
+                   concurrency: int | None = None) -> SyncRun:
+    """Create a queued run; refuse when the account already has one queued or running."""
+    try:
+        with transaction.atomic():
+            return SyncRun.objects.create(
+                account=account, trigger=trigger, triggered_by=triggered_by[:150],
+                campaign_filter=sorted(set(campaign_ids)) if campaign_ids else None, retry_of=retry_of,
+                concurrency=concurrency or settings.SYNC["CONCURRENCY"],
+            )
+    except IntegrityError:
+        active = SyncRun.objects.filter(account=account, status__in=ACTIVE_RUN_STATUSES).first()
+        label = f"run #{active.pk} is {active.status}" if active else "another run is active"
+        raise SyncRefused(f"account {account.slug!r} is already syncing ({label}); wait for it or cancel it",
+                          active_run=active) from None
+
+
+def run_retry_failed(*, run: SyncRun, trigger: str, triggered_by: str = "",
+                     concurrency: int | None = None) -> SyncRun:
+    """Start a new run for exactly the campaigns that failed in `run`."""
+    failed_ids = list(
+        run.attempts.filter(status=AttemptStatus.FAILED, campaign__isnull=False).values_list("platform_id", flat=True)
+    )
+    if not failed_ids:
+        raise SyncRefused(f"run #{run.pk} has no failed campaigns to retry")
+    return sync_run_start(account=run.account, trigger=trigger, triggered_by=triggered_by,
+                          campaign_ids=failed_ids, retry_of=run, concurrency=concurrency)
+
+
+def run_prepare(*, run_id: int) -> bool:
+    """List and store every campaign, queue one attempt each; False when there is nothing to do.
+
+    Safe to run twice (a task may be delivered twice): attempts are unique per run.
+    """
+    with bind_run(run_id):
+        now = timezone.now()
+        SyncRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING, started_at=now)
+        run = SyncRun.objects.select_related("account").get(pk=run_id)
+        if run.status != RunStatus.RUNNING:
+            return False
+        if run.prepared_at:
+            return True
+        stats = CallStats()
+        try:
+            listing = listing_fetch(client=client_for(run.account, pool_size=run.concurrency),
+                                    page_size=settings.SYNC["PAGE_SIZE"], stats=stats)
+        except PlatformError as error:
+            _add_counters(run_id, stats)
+            run_fail(run_id=run_id, reason=f"listing campaigns failed: {error.message}")
+            return False
+        _add_counters(run_id, stats)
+        attempts_queue(run=run, listing=listing)
+        log.info("run prepared: %s campaigns to sync, %s bad rows", len(listing.good), len(listing.bad))
+        return True
+
+
+def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None) -> int:
+    """Sync the run's pending attempts with `threads` parallel workers in this process."""
+    run = SyncRun.objects.select_related("account").get(pk=run_id)
+    if run.status != RunStatus.RUNNING:
+        return 0
+    client = client_for(run.account, pool_size=threads)
+    deadline = time.monotonic() + (max_seconds if max_seconds is not None else math.inf)
+    name = drain.worker_name()
+
+    def work(index: int) -> int:
+        with bind_run(run_id):
+            return drain.drain_loop(run_id=run_id, client=client, worker=f"{name}/{index}", deadline=deadline,
+                                    on_fatal=lambda error: run_fail(run_id=run_id, reason=error.message,
+                                                                    category=error.category))
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"run{run_id}") as pool:
+        done = sum(pool.map(work, range(threads)))
+    run_finish_if_done(run_id=run_id)
+    return done
+
+
+def run_execute(*, run_id: int, threads: int | None = None) -> SyncRun:
+    """Prepare and drain a run in this process, to the end."""
+    if run_prepare(run_id=run_id):
+        run = SyncRun.objects.get(pk=run_id)
+        run_drain(run_id=run_id, threads=threads or run.concurrency)
+    run_finish_if_done(run_id=run_id)
+    return SyncRun.objects.get(pk=run_id)
+
+
+def run_finish_if_done(*, run_id: int) -> bool:
+    """End the run once no attempt is pending or running; exactly one caller wins."""
+    if drain.unfinished_attempts(run_id).exists():
+        return False
+    run = SyncRun.objects.get(pk=run_id)
+    if run.status != RunStatus.RUNNING or not run.prepared_at:
+        return False
+    if run.campaigns_failed == 0:
+        status = RunStatus.SUCCEEDED
+    else:
+        status = RunStatus.PARTIAL if run.campaigns_synced else RunStatus.FAILED
+    won = SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(status=status, finished_at=timezone.now())
+    if won:
+        with bind_run(run_id):
+            log.info("run finished: %s (%s synced, %s failed)", status, run.campaigns_synced, run.campaigns_failed)
+    return bool(won)
+
+
+def run_fail(*, run_id: int, reason: str, category: str = "network") -> bool:
+    """End a run that cannot go on; its unstarted attempts fail with the reason."""
+    return _run_stop(run_id=run_id, status=RunStatus.FAILED, reason=reason, category=category)
+
+
+def run_cancel(*, run_id: int, who: str = "") -> bool:
+    """Stop a queued or running run: no new work starts, finished attempts are kept."""
+    reason = f"cancelled by {who}" if who else "cancelled"
+    return _run_stop(run_id=run_id, status=RunStatus.CANCELLED, reason=reason)
+
+
+def _run_stop(*, run_id: int, status: str, reason: str, category: str = "") -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        stopped = SyncRun.objects.filter(pk=run_id, status__in=ACTIVE_RUN_STATUSES).update(
+            status=status, finished_at=now, error_message=reason[:1000],
+        )
+        if not stopped:
+            return False
+        pending = SyncAttempt.objects.filter(run_id=run_id, status=AttemptStatus.PENDING)
+        if status == RunStatus.CANCELLED:
+            pending.update(status=AttemptStatus.CANCELLED, message=reason[:500], finished_at=now)
+        else:
+            _fail_pending(run_id, pending, reason, category, now)
+    with bind_run(run_id):
+        log.warning("run %s: %s", status, reason)
+    return True
+
+
+def _fail_pending(run_id: int, pending, reason: str, category: str, now) -> None:
+    campaign_ids = list(pending.exclude(campaign__isnull=True).values_list("campaign_id", flat=True))
+    count = pending.update(status=AttemptStatus.FAILED, error_category=category,
+                           message=f"not attempted: {reason}"[:500], finished_at=now)
+    Campaign.objects.filter(pk__in=campaign_ids).update(last_sync_status="failed")
+    SyncRun.objects.filter(pk=run_id).update(campaigns_failed=F("campaigns_failed") + count)
+
+
+def _add_counters(run_id: int, stats: CallStats) -> None:
+    SyncRun.objects.filter(pk=run_id).update(**drain.counter_increments(stats))

@@ -1,0 +1,47 @@
+"""Shared fixtures: a real fake platform on a free port, accounts pointing at it, fast retry settings."""
+from __future__ import annotations
+
+import pytest
+
+from campaigns.models import AdAccount
+from syncer.fake_platform import FakePlatform, FakePlatformConfig
+
+FAKE_EMAIL = "demo@adplatform.test"
+FAKE_PASSWORD = "demo-password"  # the fake platform's test credentials
+
+
+@pytest.fixture
+def fake_platform():
+    """A fast, well-behaved platform; tests switch faults on with `fake_platform.update(...)`."""
+    platform = FakePlatform(FakePlatformConfig(campaigns=100, rate_limit=None, sync_latency=0.02, seed=7,
+                                               email=FAKE_EMAIL, password=FAKE_PASSWORD))
+    platform.start()
+    yield platform
+    platform.stop()
+
+
+@pytest.fixture
+def fast_sync(settings):
+    """Retry and timeout settings scaled down so faults resolve in seconds."""
+    settings.SYNC = {**settings.SYNC, "REQUEST_TIMEOUT": 0.5, "CONNECT_TIMEOUT": 0.5, "MAX_ATTEMPTS": 5,
+                     "MAX_WAIT": 10.0, "BACKOFF_BASE": 0.05, "BACKOFF_CAP": 0.5, "LEASE_SECONDS": 30.0,
+                     "CONCURRENCY": 10, "PAGE_SIZE": 100}
+    return settings.SYNC
+
+
+@pytest.fixture
+def make_account(fake_platform, fast_sync):
+    def make(*, slug: str = "acme", rate_limit: str = "none", client_id: str | None = None,
+             password: str = FAKE_PASSWORD, url: str | None = None) -> AdAccount:
+        account = AdAccount(name=slug.title(), slug=slug, base_url=url or fake_platform.url, email=FAKE_EMAIL,
+                            client_id=client_id or f"client-{slug}", rate_limit=rate_limit)
+        account.set_password(password)
+        account.save()
+        return account
+
+    return make
+
+
+@pytest.fixture
+def account(make_account) -> AdAccount:
+    return make_account()
