@@ -122,6 +122,7 @@ class SyncRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     prepared_at = models.DateTimeField(null=True, blank=True, help_text="When the listing ended and work was queued.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from a worker.")
     finished_at = models.DateTimeField(null=True, blank=True)
     error_message = models.TextField(blank=True)
 

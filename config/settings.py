@@ -175,14 +175,21 @@ SYNC = {
     "BACKOFF_BASE": _positive("SYNC_BACKOFF_BASE", env.float, 1.0, "seconds of the first backoff, e.g. 1"),
     "BACKOFF_CAP": _positive("SYNC_BACKOFF_CAP", env.float, 30.0, "the longest single backoff in seconds"),
     "PAGE_SIZE": _positive("SYNC_PAGE_SIZE", env.int, 100, "campaigns asked per list call"),
-    "LEASE_SECONDS": _positive("SYNC_LEASE_SECONDS", env.float, 300.0, "seconds a worker holds a claimed campaign"),
+    "LEASE_SECONDS": _positive("SYNC_LEASE_SECONDS", env.float, 30.0, "seconds a claim lives without a heartbeat"),
+    "FAN_OUT": _positive("SYNC_FAN_OUT", env.int, 2, "drain tasks a run is split into, at least 1"),
 }
 
 # --- The task cluster (django-q2) ---------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# django-q2 keeps cluster heartbeats in the cache: it must be one every process sees.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    if REDIS_URL else
+    {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(BASE_DIR / ".run" / "cache")},
+}
 _Q_TIMEOUT = _positive("Q_TIMEOUT", env.int, 1800, "seconds a task may run")
 Q_CLUSTER = {
-    "name": "campaign-sync",
+    "name": "campaign-sync",  # also the signing salt: the same everywhere; Q_CLUSTER_NAME picks a queue
     "workers": _positive("Q_WORKERS", env.int, 4, "the number of worker processes"),
     # Tasks are idempotent, but a retry must never fire while the first
     # delivery still runs: retry well above timeout.
@@ -194,6 +201,7 @@ Q_CLUSTER = {
     "save_limit": 500,
     "poll": 0.2,
     "label": "Task cluster",
+    "ALT_CLUSTERS": {},  # django-q2 needs the key when Q_CLUSTER_NAME picks another queue
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

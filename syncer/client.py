@@ -69,6 +69,7 @@ class CallStats:
     timeouts: int = 0
     pages: int = 0
     last_status: int | None = None
+    last_latency_ms: int | None = None  # the platform's own time on the last try, not our waiting
 
 
 @dataclass
@@ -248,6 +249,7 @@ class PlatformClient:
     def _http(self, method: str, path: str, stats: CallStats, headers: dict, **kwargs: Any) -> requests.Response:
         stats.requests += 1
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+        started = time.monotonic()
         try:
             response = self.session.request(method, self.base_url + path, headers=headers, timeout=timeout, **kwargs)
         except requests.Timeout:
@@ -258,6 +260,7 @@ class PlatformClient:
             raise PlatformError(NETWORK, f"could not reach the platform at {self.base_url} "
                                          "(connection refused or reset)", retryable=True) from None
         stats.last_status = response.status_code
+        stats.last_latency_ms = int((time.monotonic() - started) * 1000)
         return response
 
     def _json(self, response: requests.Response, stats: CallStats) -> dict:

@@ -68,7 +68,8 @@ def attempt_sync(*, attempt: SyncAttempt, client: PlatformClient) -> Outcome:
         error = None
     except PlatformError as platform_error:
         error = platform_error
-    return Outcome(error, stats, int((time.monotonic() - started) * 1000))
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+    return Outcome(error, stats, stats.last_latency_ms if stats.last_latency_ms is not None else elapsed_ms)
 
 
 def attempt_complete(*, attempt: SyncAttempt, outcome: Outcome) -> bool:

@@ -21,8 +21,10 @@ from campaigns.models import (
     ACTIVE_RUN_STATUSES, AdAccount, AttemptStatus, Campaign, RunStatus, SyncAttempt, SyncRun,
 )
 from syncer import drain
-from syncer.accounts import client_for
-from syncer.client import CallStats, PlatformError
+from syncer.accounts import client_for, client_settings_for
+from syncer.client import CallStats, PlatformClient, PlatformError
+from syncer.heartbeat import heartbeat
+from syncer.limiter import limiter_for
 from syncer.logs import bind_run
 from syncer.prepare import attempts_queue, listing_fetch
 
@@ -39,15 +41,24 @@ class SyncRefused(Exception):
 
 def sync_run_start(*, account: AdAccount, trigger: str, triggered_by: str = "",
                    campaign_ids: list[str] | None = None, retry_of: SyncRun | None = None,
-                   concurrency: int | None = None) -> SyncRun:
-    """Create a queued run; refuse when the account already has one queued or running."""
+                   concurrency: int | None = None, enqueue: bool = False) -> SyncRun:
+    """Create a queued run; refuse when the account already has one queued or running.
+
+    With `enqueue` the run goes to the task cluster; without it the caller
+    runs it (`run_execute`).
+    """
     try:
         with transaction.atomic():
-            return SyncRun.objects.create(
+            run = SyncRun.objects.create(
                 account=account, trigger=trigger, triggered_by=triggered_by[:150],
                 campaign_filter=sorted(set(campaign_ids)) if campaign_ids else None, retry_of=retry_of,
                 concurrency=concurrency or settings.SYNC["CONCURRENCY"],
             )
+            if enqueue:
+                from syncer.tasks import run_enqueue
+
+                run_enqueue(run)
+            return run
     except IntegrityError:
         active = SyncRun.objects.filter(account=account, status__in=ACTIVE_RUN_STATUSES).first()
         label = f"run #{active.pk} is {active.status}" if active else "another run is active"
@@ -56,7 +67,7 @@ def sync_run_start(*, account: AdAccount, trigger: str, triggered_by: str = "",
 
 
 def run_retry_failed(*, run: SyncRun, trigger: str, triggered_by: str = "",
-                     concurrency: int | None = None) -> SyncRun:
+                     concurrency: int | None = None, enqueue: bool = False) -> SyncRun:
     """Start a new run for exactly the campaigns that failed in `run`."""
     failed_ids = list(
         run.attempts.filter(status=AttemptStatus.FAILED, campaign__isnull=False).values_list("platform_id", flat=True)
@@ -64,7 +75,7 @@ def run_retry_failed(*, run: SyncRun, trigger: str, triggered_by: str = "",
     if not failed_ids:
         raise SyncRefused(f"run #{run.pk} has no failed campaigns to retry")
     return sync_run_start(account=run.account, trigger=trigger, triggered_by=triggered_by,
-                          campaign_ids=failed_ids, retry_of=run, concurrency=concurrency)
+                          campaign_ids=failed_ids, retry_of=run, concurrency=concurrency, enqueue=enqueue)
 
 
 def run_prepare(*, run_id: int) -> bool:
@@ -82,8 +93,9 @@ def run_prepare(*, run_id: int) -> bool:
             return True
         stats = CallStats()
         try:
-            listing = listing_fetch(client=client_for(run.account, pool_size=run.concurrency),
-                                    page_size=settings.SYNC["PAGE_SIZE"], stats=stats)
+            with heartbeat(run_id=run_id):
+                listing = listing_fetch(client=client_for(run.account, pool_size=run.concurrency),
+                                        page_size=settings.SYNC["PAGE_SIZE"], stats=stats)
         except PlatformError as error:
             _add_counters(run_id, stats)
             run_fail(run_id=run_id, reason=f"listing campaigns failed: {error.message}")
@@ -109,7 +121,8 @@ def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None) ->
                                     on_fatal=lambda error: run_fail(run_id=run_id, reason=error.message,
                                                                     category=error.category))
 
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"run{run_id}") as pool:
+    with heartbeat(run_id=run_id, claim_prefix=f"{name}/"), \
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"run{run_id}") as pool:
         done = sum(pool.map(work, range(threads)))
     run_finish_if_done(run_id=run_id)
     return done
@@ -181,3 +194,17 @@ def _fail_pending(run_id: int, pending, reason: str, category: str, now) -> None
 
 def _add_counters(run_id: int, stats: CallStats) -> None:
     SyncRun.objects.filter(pk=run_id).update(**drain.counter_increments(stats))
+
+
+def account_test_connection(*, account: AdAccount) -> tuple[bool, str]:
+    """Get a token and the first page; say plainly what works or what to fix (never the secret)."""
+    client = PlatformClient(client_settings_for(account, pool_size=1),
+                            limiter_for(account_id=account.pk, budget=account.budget))
+    try:
+        page = client.check_connection()
+    except PlatformError as error:
+        return False, f"{account.name}: {error.message}"
+    finally:
+        client.close()
+    total = "an unknown number of" if page.total is None else page.total
+    return True, f"{account.name}: connected to {account.base_url}; the platform lists {total} campaigns"

@@ -45,3 +45,20 @@ def make_account(fake_platform, fast_sync):
 @pytest.fixture
 def account(make_account) -> AdAccount:
     return make_account()
+
+
+@pytest.fixture
+def qcluster(settings, fast_sync, transactional_db, monkeypatch):
+    """Start real `manage.py qcluster` processes on the test database: `qcluster.start()`.
+
+    The test process enqueues on a queue name of its own, so only these clusters take its tasks.
+    """
+    from django_q.conf import Conf
+
+    from tests.cluster import CLUSTER_ENV, ClusterFactory
+
+    factory = ClusterFactory()
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", factory.queue)
+    settings.SYNC = {**settings.SYNC, "LEASE_SECONDS": float(CLUSTER_ENV["SYNC_LEASE_SECONDS"])}
+    yield factory
+    factory.stop_all()

@@ -11,6 +11,7 @@ from django.db import connection
 from campaigns.models import RunStatus, SyncRun, Trigger
 from syncer.accounts import AccountNotFound, account_get
 from syncer.progress import follow, summary_lines
+from syncer.schedules import schedule_clear, schedule_set
 from syncer.services import SyncRefused, run_cancel, run_execute, run_fail, run_retry_failed, sync_run_start
 
 log = logging.getLogger(__name__)
@@ -32,15 +33,30 @@ class Command(BaseCommand):
         parser.add_argument("--retry-failed", metavar="RUN_ID", nargs="?", const="latest",
                             help="sync again exactly the campaigns that failed in RUN_ID (default: the latest run)")
         parser.add_argument("--concurrency", type=int, metavar="N", help="parallel sync calls (default SYNC_CONCURRENCY)")
+        parser.add_argument("--async", action="store_true", dest="background",
+                            help="queue the run on the task cluster (manage.py qcluster), print its id and return")
+        parser.add_argument("--wait", action="store_true",
+                            help="with --async: follow the queued run's progress until it ends")
+        parser.add_argument("--schedule", metavar="CRON",
+                            help="create or update the account's periodic sync, e.g. '*/30 * * * *', and return")
+        parser.add_argument("--unschedule", action="store_true", help="remove the account's periodic sync and return")
 
     def handle(self, *args, **options) -> None:
         if options["concurrency"] is not None and options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1", returncode=EXIT_FATAL)
         try:
+            if options["schedule"] is not None or options["unschedule"]:
+                return self._schedule(options)
             run = self._start(options)
-        except (AccountNotFound, SyncRefused, ImproperlyConfigured) as error:
+        except (AccountNotFound, SyncRefused, ImproperlyConfigured, ValueError) as error:
             raise CommandError(str(error), returncode=EXIT_FATAL) from None
-        run = self._execute(run, options["concurrency"])
+        if options["background"]:
+            self.stdout.write(f"Run #{run.pk} queued for account {run.account.slug!r} on the task cluster")
+            if not options["wait"]:
+                return
+            run = self._follow_queued(run)
+        else:
+            run = self._execute(run, options["concurrency"])
         for line in summary_lines(run):
             self.stdout.write(line)
         code = exit_code(run)
@@ -52,12 +68,29 @@ class Command(BaseCommand):
         if not account.get_password():
             raise ImproperlyConfigured(f"account {account.slug!r} has no password: set AD_PLATFORM_PASSWORD "
                                        "(or enter it in the admin)")
-        who = "manage.py sync_campaigns"
+        who, enqueue = "manage.py sync_campaigns", options["background"]
         if options["retry_failed"]:
             return run_retry_failed(run=_run_to_retry(account, options["retry_failed"]), trigger=Trigger.COMMAND,
-                                    triggered_by=who, concurrency=options["concurrency"])
+                                    triggered_by=who, concurrency=options["concurrency"], enqueue=enqueue)
         return sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by=who,
-                              campaign_ids=options["campaigns"], concurrency=options["concurrency"])
+                              campaign_ids=options["campaigns"], concurrency=options["concurrency"], enqueue=enqueue)
+
+    def _schedule(self, options) -> None:
+        account = account_get(slug=options["account"])
+        if options["unschedule"]:
+            removed = schedule_clear(account=account)
+            self.stdout.write(f"Periodic sync of {account.slug!r} {'removed' if removed else 'was not set'}")
+            return
+        schedule = schedule_set(account=account, cron=options["schedule"])
+        self.stdout.write(f"Periodic sync of {account.slug!r} set to {schedule.cron!r}; next run at "
+                          f"{schedule.next_run:%Y-%m-%d %H:%M %Z} (the task cluster must be running)")
+
+    def _follow_queued(self, run: SyncRun) -> SyncRun:
+        try:
+            return follow(run.pk, self.stdout, is_tty=self.stdout.isatty(), keep_going=lambda: True)
+        except KeyboardInterrupt:
+            self.stderr.write(f"Stopped following; run #{run.pk} goes on in the cluster")
+            raise CommandError("interrupted", returncode=EXIT_SOME_FAILED) from None
 
     def _execute(self, run: SyncRun, concurrency: int | None) -> SyncRun:
         """Run the sync in a worker thread; this thread shows progress and turns Ctrl-C into a cancel."""

@@ -1,0 +1,333 @@
+"""The admin, the main UI: accounts (write-only secret), campaigns, and runs and attempts as read-only records.
+
+Every action goes through `syncer.services`, enqueues on the task cluster and
+answers with a message linking to the run. Starting, retrying and cancelling
+need the `campaigns.trigger_sync` permission.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+from campaigns import selectors
+from campaigns.models import AdAccount, Campaign, SyncAttempt, SyncRun, Trigger
+from campaigns.templatetags.sync_display import ago, duration, percentage, short_name, status_badge
+from campaigns.views import TRIGGER_PERMISSION, refusal_message, run_link
+from syncer import services
+
+
+class TriggerSyncMixin:
+    """Actions declared with `permissions=["trigger_sync"]` are shown to, and run for, holders of it only.
+
+    Django hides such actions from other users but answers a forged POST
+    with a mild "no action selected"; a plain 403 says what happened.
+    """
+
+    def has_trigger_sync_permission(self, request) -> bool:
+        return request.user.has_perm(TRIGGER_PERMISSION)
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "POST" and self._posts_trigger_action(request) \
+                and not self.has_trigger_sync_permission(request):
+            raise PermissionDenied("starting, retrying or cancelling syncs needs the trigger_sync permission")
+        return super().changelist_view(request, extra_context)
+
+    def _posts_trigger_action(self, request) -> bool:
+        names = request.POST.getlist("action")
+        try:
+            name = names[int(request.POST.get("index", 0))]
+        except (ValueError, IndexError):
+            return False
+        action = getattr(self, name, None) if name in self.actions else None
+        return "trigger_sync" in getattr(action, "allowed_permissions", ())
+
+    def message_refused(self, request, refused: services.SyncRefused) -> None:
+        self.message_user(request, refusal_message(refused), messages.WARNING)
+
+
+class ReadOnlyRecordMixin:
+    """Runs and attempts are records of what happened: nobody adds, edits or deletes them by hand."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# --- ad accounts --------------------------------------------------------------------
+
+class AdAccountForm(forms.ModelForm):
+    base_url = forms.URLField(max_length=500, assume_scheme="https")
+    password = forms.CharField(
+        widget=forms.PasswordInput(render_value=False), required=False, strip=False,
+        help_text="Write-only: never shown back. Leave blank to keep the current password.",
+    )
+
+    class Meta:
+        model = AdAccount
+        fields = ["name", "slug", "base_url", "email", "password", "client_id", "rate_limit"]
+
+
+@admin.register(AdAccount)
+class AdAccountAdmin(TriggerSyncMixin, admin.ModelAdmin):
+    form = AdAccountForm
+    list_display = ["name", "slug", "base_url", "client_id", "rate_limit", "has_password"]
+    search_fields = ["name", "slug", "client_id"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["has_password", "created_at", "updated_at"]
+    actions = ["sync_now", "test_connection"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        # A new account cannot sync without its password; an existing one keeps it when left blank.
+        form.base_fields["password"].required = obj is None
+        return form
+
+    def save_model(self, request, obj: AdAccount, form, change: bool) -> None:
+        if form.cleaned_data.get("password"):
+            obj.set_password(form.cleaned_data["password"])
+        super().save_model(request, obj, form, change)
+
+    @admin.display(boolean=True, description="password set")
+    def has_password(self, obj: AdAccount) -> bool:
+        return bool(obj.encrypted_password)
+
+    @admin.action(permissions=["trigger_sync"], description="Sync now")
+    def sync_now(self, request, queryset) -> None:
+        """Start a full sync of each selected account on the task cluster."""
+        for account in queryset:
+            try:
+                run = services.sync_run_start(account=account, trigger=Trigger.ADMIN,
+                                              triggered_by=request.user.get_username(), enqueue=True)
+            except services.SyncRefused as refused:
+                self.message_refused(request, refused)
+            else:
+                self.message_user(request, format_html("{} started for {}.", run_link(run), account.name),
+                                  messages.SUCCESS)
+
+    @admin.action(permissions=["trigger_sync"], description="Test connection")
+    def test_connection(self, request, queryset) -> None:
+        """Get a token and the first page; report success or the reason, never the secret."""
+        for account in queryset:
+            ok, message = services.account_test_connection(account=account)
+            self.message_user(request, message, messages.SUCCESS if ok else messages.ERROR)
+
+
+# --- campaigns ----------------------------------------------------------------------
+
+@admin.register(Campaign)
+class CampaignAdmin(TriggerSyncMixin, admin.ModelAdmin):
+    list_display = ["display_name", "platform_id", "account", "status", "budget", "last_synced", "last_sync_badge"]
+    list_filter = ["account", "status", "last_sync_status"]
+    search_fields = ["name", "platform_id"]
+    list_select_related = ["account"]
+    show_full_result_count = False
+    actions = ["sync_selected"]
+    readonly_fields = ["account", "platform_id", "name", "status", "budget", "impressions", "clicks", "conversions",
+                       "platform_created_at", "first_seen_at", "updated_at", "last_synced_at", "last_sync_status",
+                       "attempts_link"]
+
+    # Campaigns come from the platform and the next sync would overwrite any edit: view them, never write.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="name", ordering="name")
+    def display_name(self, obj: Campaign) -> str:
+        return short_name(obj.name)
+
+    @admin.display(description="last synced", ordering="last_synced_at")
+    def last_synced(self, obj: Campaign) -> str:
+        return ago(obj.last_synced_at)
+
+    @admin.display(description="last sync", ordering="last_sync_status")
+    def last_sync_badge(self, obj: Campaign) -> str:
+        return status_badge(obj.last_sync_status)
+
+    @admin.display(description="attempts")
+    def attempts_link(self, obj: Campaign) -> str:
+        url = reverse("admin:campaigns_syncattempt_changelist") + f"?campaign__exact={obj.pk}"
+        return format_html('<a href="{}">Every sync attempt of this campaign</a>', url)
+
+    @admin.action(permissions=["trigger_sync"], description="Sync selected campaigns")
+    def sync_selected(self, request, queryset) -> None:
+        """One run per account, limited to the selected campaigns."""
+        by_account: dict[int, list[str]] = defaultdict(list)
+        for account_id, platform_id in queryset.order_by().values_list("account_id", "platform_id"):
+            by_account[account_id].append(platform_id)
+        for account in AdAccount.objects.filter(pk__in=by_account):
+            try:
+                run = services.sync_run_start(account=account, trigger=Trigger.ADMIN,
+                                              triggered_by=request.user.get_username(),
+                                              campaign_ids=by_account[account.pk], enqueue=True)
+            except services.SyncRefused as refused:
+                self.message_refused(request, refused)
+            else:
+                count = len(by_account[account.pk])
+                self.message_user(request, format_html("{} started for {} campaign{} of {}.", run_link(run), count,
+                                                       pluralize(count), account.name), messages.SUCCESS)
+
+
+# --- runs -----------------------------------------------------------------------------
+
+@admin.register(SyncRun)
+class SyncRunAdmin(TriggerSyncMixin, ReadOnlyRecordMixin, admin.ModelAdmin):
+    list_display = ["run_id", "account", "status_badge", "trigger_and_who", "started_at", "run_duration",
+                    "synced_failed", "success", "rate_limited"]
+    list_display_links = ["run_id"]
+    list_filter = ["status", "trigger", "account"]
+    list_select_related = ["account"]
+    show_full_result_count = False
+    actions = ["retry_failed", "cancel_run"]
+    fieldsets = [
+        (None, {"fields": ["account", "status_badge", "trigger_and_who", "retry_of", "campaign_filter_summary",
+                           "error_message"]}),
+        ("Timing", {"fields": ["created_at", "started_at", "prepared_at", "finished_at", "run_duration"]}),
+        ("Campaigns", {"fields": ["campaigns_listed", "campaigns_synced", "campaigns_failed", "success",
+                                  "attempts_breakdown"]}),
+        ("Calls", {"fields": ["requests", "pages", "retries", "rate_limited", "server_errors", "timeouts",
+                              "concurrency"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [name for _, options in self.fieldsets for name in options["fields"]]
+
+    @admin.display(description="run", ordering="id")
+    def run_id(self, obj: SyncRun) -> str:
+        return f"#{obj.pk}"
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: SyncRun) -> str:
+        return status_badge(obj.status)
+
+    @admin.display(description="trigger", ordering="trigger")
+    def trigger_and_who(self, obj: SyncRun) -> str:
+        who = f" · {obj.triggered_by}" if obj.triggered_by else ""
+        return f"{obj.get_trigger_display()}{who}"
+
+    @admin.display(description="duration")
+    def run_duration(self, obj: SyncRun) -> str:
+        return duration(obj.duration)
+
+    @admin.display(description="synced / failed")
+    def synced_failed(self, obj: SyncRun) -> str:
+        return f"{obj.campaigns_synced} / {obj.campaigns_failed}"
+
+    @admin.display(description="success rate")
+    def success(self, obj: SyncRun) -> str:
+        return percentage(obj.success_rate)
+
+    @admin.display(description="campaigns asked for")
+    def campaign_filter_summary(self, obj: SyncRun) -> str:
+        ids = obj.campaign_filter or []
+        if not ids:
+            return "all"
+        shown = ", ".join(short_name(str(platform_id), 40) for platform_id in ids[:20])
+        return shown + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+
+    @admin.display(description="attempts")
+    def attempts_breakdown(self, obj: SyncRun) -> str:
+        """Counts by status and error category, each a link to those attempts (the run page stays light)."""
+        base = reverse("admin:campaigns_syncattempt_changelist") + f"?run__exact={obj.pk}"
+        rows = selectors.run_attempt_breakdown(run=obj)
+        if not rows:
+            return "none yet"
+        links = format_html_join(
+            ", ", '<a href="{}&amp;status__exact={}{}">{} {}{}</a>',
+            ((base, row["status"], f"&error_category__exact={row['error_category']}" if row["error_category"] else "",
+              row["count"], row["status"], f" ({row['error_category']})" if row["error_category"] else "")
+             for row in rows),
+        )
+        return format_html('<a href="{}">all</a>: {}', base, links)
+
+    @admin.action(permissions=["trigger_sync"], description="Retry failed campaigns")
+    def retry_failed(self, request, queryset) -> None:
+        """A new run for exactly the campaigns that failed in each selected run."""
+        for run in queryset.select_related("account"):
+            try:
+                retry = services.run_retry_failed(run=run, trigger=Trigger.ADMIN,
+                                                  triggered_by=request.user.get_username(), enqueue=True)
+            except services.SyncRefused as refused:
+                self.message_refused(request, refused)
+            else:
+                self.message_user(request, format_html("{} started to retry the failures of {}.", run_link(retry),
+                                                       run_link(run)), messages.SUCCESS)
+
+    @admin.action(permissions=["trigger_sync"], description="Cancel run")
+    def cancel_run(self, request, queryset) -> None:
+        """Stop queued or running runs: no new work starts, finished attempts are kept."""
+        for run in queryset.select_related("account"):
+            if services.run_cancel(run_id=run.pk, who=request.user.get_username()):
+                self.message_user(request, format_html("{} cancelled.", run_link(run)), messages.SUCCESS)
+            else:
+                self.message_user(request, format_html("{} had already ended ({}).", run_link(run), run.status),
+                                  messages.WARNING)
+
+
+# --- attempts ---------------------------------------------------------------------------
+
+class CappedCountPaginator(Paginator):
+    """Counts at most CAP rows: an exact COUNT(*) over a million attempts costs more than the page itself."""
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: self.CAP + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.CAP
+
+
+@admin.register(SyncAttempt)
+class SyncAttemptAdmin(ReadOnlyRecordMixin, admin.ModelAdmin):
+    list_display = ["id", "run_link", "platform_id_short", "status_badge", "error_category", "http_status", "tries",
+                    "latency_ms", "finished_at", "message_short"]
+    list_filter = ["status", "error_category"]
+    # Only columns of the attempt row itself: no join, whatever the filter.
+    list_select_related = False
+    ordering = ["-id"]
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    fields = ["run_link", "campaign_link", "platform_id", "status_badge", "error_category", "http_status", "message",
+              "tries", "latency_ms", "created_at", "started_at", "finished_at", "claimed_by", "lease_expires_at"]
+    readonly_fields = fields
+
+    @admin.display(description="run", ordering="run_id")
+    def run_link(self, obj: SyncAttempt) -> str:
+        return format_html('<a href="{}">#{}</a>', reverse("admin:campaigns_syncrun_change", args=[obj.run_id]),
+                           obj.run_id)
+
+    @admin.display(description="campaign")
+    def campaign_link(self, obj: SyncAttempt) -> str:
+        if not obj.campaign_id:
+            return "—"
+        return format_html('<a href="{}">{}</a>', reverse("admin:campaigns_campaign_change", args=[obj.campaign_id]),
+                           short_name(obj.campaign.name))
+
+    @admin.display(description="platform id", ordering="platform_id")
+    def platform_id_short(self, obj: SyncAttempt) -> str:
+        return short_name(obj.platform_id, 40)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: SyncAttempt) -> str:
+        return status_badge(obj.status)
+
+    @admin.display(description="message")
+    def message_short(self, obj: SyncAttempt) -> str:
+        return short_name(obj.message, 80)

@@ -1,0 +1,220 @@
+"""The status page, its JSON twin for monitors, its two buttons, and the health check.
+
+Reads come from `campaigns.selectors`, writes go through `syncer.services`:
+the same path as the admin and the command.
+"""
+from __future__ import annotations
+
+import logging
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST, require_safe
+
+from campaigns import selectors
+from campaigns.models import AdAccount, SyncRun, Trigger
+from campaigns.templatetags.sync_display import (
+    ago,
+    duration,
+    eta_text,
+    milliseconds,
+    percent_text,
+    run_progress,
+    short_name,
+    status_colour,
+    status_label,
+)
+from syncer import services
+
+log = logging.getLogger(__name__)
+
+TRIGGER_PERMISSION = "campaigns.trigger_sync"
+POLL_MILLISECONDS = 1500
+
+
+def staff_required(view):
+    """Viewing needs staff; a logged-in user without it gets 403 (anonymous users never get here)."""
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("staff only")
+        return view(request, *args, **kwargs)
+    return wrapped
+
+
+def run_admin_url(run: SyncRun) -> str:
+    return reverse("admin:campaigns_syncrun_change", args=[run.pk])
+
+
+def run_link(run: SyncRun) -> str:
+    """"Run #12", linking to the run's admin page: every message about a run carries one."""
+    return format_html('<a href="{}">Run #{}</a>', run_admin_url(run), run.pk)
+
+
+def refusal_message(refused: services.SyncRefused) -> str:
+    """The service's one-line reason, plus a link to the run in the way when there is one."""
+    if refused.active_run is None:
+        return str(refused)
+    return format_html("{}: see {}.", str(refused), run_link(refused.active_run))
+
+
+# --- pages ------------------------------------------------------------------------
+
+@require_safe
+@never_cache
+@login_required
+@staff_required
+def status_page(request: HttpRequest) -> HttpResponse:
+    overview = selectors.status_overview()
+    return render(request, "status/page.html", {"overview": overview, "poll_ms": POLL_MILLISECONDS})
+
+
+@require_safe
+@never_cache
+@login_required
+def status_json(request: HttpRequest) -> JsonResponse:
+    if not request.user.is_staff:
+        return JsonResponse({"error": "staff only"}, status=403)
+    return JsonResponse(overview_json(selectors.status_overview()))
+
+
+@require_POST
+@login_required
+@staff_required
+@permission_required(TRIGGER_PERMISSION, raise_exception=True)
+def account_sync_now(request: HttpRequest, account_id: int) -> HttpResponse:
+    account = get_object_or_404(AdAccount, pk=account_id)
+    try:
+        run = services.sync_run_start(account=account, trigger=Trigger.STATUS_PAGE,
+                                      triggered_by=request.user.get_username(), enqueue=True)
+    except services.SyncRefused as refused:
+        messages.warning(request, refusal_message(refused))
+    else:
+        messages.success(request, format_html("{} started for {}.", run_link(run), account.name))
+    return redirect("campaigns:status")
+
+
+@require_POST
+@login_required
+@staff_required
+@permission_required(TRIGGER_PERMISSION, raise_exception=True)
+def account_retry_failed(request: HttpRequest, account_id: int) -> HttpResponse:
+    """Re-drive the failures of the account's latest finished run."""
+    account = get_object_or_404(AdAccount, pk=account_id)
+    latest = selectors.run_latest_finished(account=account)
+    try:
+        if latest is None:
+            raise services.SyncRefused(f"account {account.slug!r} has no finished run to retry")
+        run = services.run_retry_failed(run=latest, trigger=Trigger.STATUS_PAGE,
+                                        triggered_by=request.user.get_username(), enqueue=True)
+    except services.SyncRefused as refused:
+        messages.warning(request, refusal_message(refused))
+    else:
+        messages.success(request, format_html("{} started to retry the failures of run #{} of {}.", run_link(run),
+                                              latest.pk, account.name))
+    return redirect("campaigns:status")
+
+
+@require_safe
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database answers and a cluster heartbeat was seen; 503 otherwise. No details leak."""
+    database = "ok" if _database_answers() else "error"
+    seen = selectors.cluster_seen()
+    cluster = {True: "ok", False: "down", None: "error"}[seen]
+    healthy = database == "ok" and cluster == "ok"
+    return JsonResponse({"database": database, "cluster": cluster}, status=200 if healthy else 503)
+
+
+def _database_answers() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+    except Exception:
+        log.warning("health check: the database did not answer", exc_info=True)
+        return False
+
+
+# --- JSON -------------------------------------------------------------------------
+# Raw values for monitors; "display" holds the same strings the page shows,
+# so the page's script copies text and never formats anything itself.
+
+def overview_json(overview: selectors.StatusOverview) -> dict:
+    return {
+        "generated_at": overview.generated_at.isoformat(),
+        "accounts": [account_json(status) for status in overview.accounts],
+        "runs": [run_json(run) for run in overview.runs],
+        "dead_letter": {"count": overview.dead_letter_count,
+                        "campaigns": [dead_letter_json(campaign) for campaign in overview.dead_letter]},
+        "cluster": {"state": overview.cluster.state, "clusters": overview.cluster.clusters,
+                    "workers": overview.cluster.workers, "queued": overview.cluster.queued},
+    }
+
+
+def account_json(status: selectors.AccountStatus) -> dict:
+    run = status.run
+    return {
+        "id": status.account.pk, "slug": status.account.slug, "name": status.account.name,
+        "last_success_at": _iso(status.last_success_at), "freshness_seconds": status.freshness_seconds,
+        "campaigns": status.campaigns, "failed_campaigns": status.failed_campaigns,
+        "run": current_run_json(status) if run else None,
+        "display": account_display(status),
+    }
+
+
+def current_run_json(status: selectors.AccountStatus) -> dict:
+    run, health = status.run, status.health
+    return {
+        **run_json(run), "percent": status.progress_percent, "eta_seconds": status.eta_seconds,
+        "health": {"p50_ms": health.p50_ms, "p95_ms": health.p95_ms, "samples": health.samples,
+                   "requests": run.requests, "rate_limited": run.rate_limited, "server_errors": run.server_errors,
+                   "timeouts": run.timeouts, "retries": run.retries},
+    }
+
+
+def account_display(status: selectors.AccountStatus) -> dict:
+    run, health = status.run, status.health
+    display = {"freshness": ago(status.last_success_at, status.now), "campaigns": str(status.campaigns),
+               "failed_campaigns": str(status.failed_campaigns)}
+    if run is None:
+        return display
+    return {
+        **display,
+        "run_id": f"#{run.pk}", "run_status": status_label(run.status), "run_colour": status_colour(run.status),
+        "progress": run_progress(run), "percent": percent_text(status.progress_percent),
+        "eta": eta_text(status), "duration": duration(run.duration),
+        "p50": milliseconds(health.p50_ms), "p95": milliseconds(health.p95_ms),
+        "rate_limited": str(run.rate_limited), "server_errors": str(run.server_errors),
+        "timeouts": str(run.timeouts), "retries": str(run.retries), "requests": str(run.requests),
+    }
+
+
+def run_json(run: SyncRun) -> dict:
+    seconds = run.duration.total_seconds() if run.duration else None
+    return {
+        "id": run.pk, "account": run.account.slug, "status": run.status, "active": run.is_active,
+        "trigger": run.trigger, "triggered_by": run.triggered_by,
+        "created_at": _iso(run.created_at), "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
+        "duration_seconds": seconds, "listed": run.campaigns_listed, "synced": run.campaigns_synced,
+        "failed": run.campaigns_failed, "done": run.campaigns_done, "success_rate": run.success_rate,
+        "url": run_admin_url(run),
+    }
+
+
+def dead_letter_json(campaign) -> dict:
+    return {"account": campaign.account.slug, "platform_id": campaign.platform_id, "name": short_name(campaign.name),
+            "category": campaign.failure_category or "", "message": campaign.failure_message or "",
+            "run_id": campaign.failure_run_id}
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,52 @@
+"""Signs of life: a working process renews its claims and the run's heartbeat.
+
+Leases stay short (SYNC_LEASE_SECONDS) so that the claims of a killed
+worker are taken over within seconds, while a live worker keeps its claims
+however long a call takes.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from campaigns.models import AttemptStatus, SyncAttempt, SyncRun
+
+
+def lease_seconds() -> float:
+    return settings.SYNC["LEASE_SECONDS"]
+
+
+def beat(*, run_id: int, claim_prefix: str | None) -> None:
+    now = timezone.now()
+    SyncRun.objects.filter(pk=run_id).update(heartbeat_at=now)
+    if claim_prefix:
+        SyncAttempt.objects.filter(
+            run_id=run_id, status=AttemptStatus.RUNNING, claimed_by__startswith=claim_prefix,
+        ).update(lease_expires_at=now + timedelta(seconds=lease_seconds()))
+
+
+@contextmanager
+def heartbeat(*, run_id: int, claim_prefix: str | None = None):
+    """Beat now and every third of a lease until the block ends."""
+    stop = threading.Event()
+    beat(run_id=run_id, claim_prefix=claim_prefix)
+
+    def loop() -> None:
+        try:
+            while not stop.wait(lease_seconds() / 3):
+                beat(run_id=run_id, claim_prefix=claim_prefix)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, name=f"heartbeat-run{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
