@@ -4,6 +4,8 @@ Every variable is documented in `.env.example`. The defaults need nothing
 installed: SQLite, django-q2's ORM broker and the bundled fake platform.
 A bad value stops start-up with one line naming the variable.
 """
+import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -124,8 +126,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
     }
+    # Tests use a file (not memory) so that cluster subprocesses share it;
+    # one per test process, so two test runs in one checkout never collide.
     DATABASES["default"].setdefault("TEST", {})
-    DATABASES["default"]["TEST"].setdefault("NAME", str(BASE_DIR / "test_db.sqlite3"))
+    DATABASES["default"]["TEST"].setdefault("NAME", str(Path(tempfile.gettempdir()) / f"campaign-sync-test-{os.getpid()}.sqlite3"))
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
