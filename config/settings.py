@@ -178,6 +178,7 @@ SYNC = {
     "MAX_WAIT": _positive("SYNC_MAX_WAIT", env.float, 120.0, "the most seconds one call may spend waiting to retry"),
     "BACKOFF_BASE": _positive("SYNC_BACKOFF_BASE", env.float, 1.0, "seconds of the first backoff, e.g. 1"),
     "BACKOFF_CAP": _positive("SYNC_BACKOFF_CAP", env.float, 30.0, "the longest single backoff in seconds"),
+    "MAX_OUTAGE": _positive("SYNC_MAX_OUTAGE", env.float, 300.0, "seconds the platform may be unreachable"),
     "PAGE_SIZE": _positive("SYNC_PAGE_SIZE", env.int, 100, "campaigns asked per list call"),
     "LEASE_SECONDS": _positive("SYNC_LEASE_SECONDS", env.float, 30.0, "seconds a claim lives without a heartbeat"),
     "FAN_OUT": _positive("SYNC_FAN_OUT", env.int, 2, "drain tasks a run is split into, at least 1"),

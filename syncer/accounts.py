@@ -61,7 +61,7 @@ def client_settings_for(account: AdAccount, *, pool_size: int | None = None) -> 
         base_url=account.base_url, email=account.email, password=account.get_password(),
         client_id=account.client_id, connect_timeout=sync["CONNECT_TIMEOUT"], read_timeout=sync["REQUEST_TIMEOUT"],
         max_attempts=sync["MAX_ATTEMPTS"], max_wait=sync["MAX_WAIT"], backoff_base=sync["BACKOFF_BASE"],
-        backoff_cap=sync["BACKOFF_CAP"], pool_size=pool_size or sync["CONCURRENCY"],
+        backoff_cap=sync["BACKOFF_CAP"], max_outage=sync["MAX_OUTAGE"], pool_size=pool_size or sync["CONCURRENCY"],
     )
 
 

@@ -56,6 +56,7 @@ class PlatformError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.fatal = fatal  # no later call of this run can succeed either
+        self.at = time.monotonic()
 
 
 @dataclass
@@ -84,6 +85,7 @@ class ClientSettings:
     max_wait: float = 120.0
     backoff_base: float = 1.0
     backoff_cap: float = 30.0
+    max_outage: float = 300.0
     pool_size: int = 10
 
 
@@ -112,6 +114,9 @@ class PlatformClient:
         self._token_refresh_at = 0.0
         self._token_lock = threading.Lock()
         self._backoff = wait_random_exponential(multiplier=settings.backoff_base, max=settings.backoff_cap)
+        self._outage_lock = threading.Lock()
+        self._platform_seen_up = time.monotonic()
+        self._reached = False  # has the platform ever answered this client?
 
     def close(self) -> None:
         self.session.close()
@@ -171,11 +176,51 @@ class PlatformClient:
         return state.attempt_number >= self.settings.max_attempts or state.idle_for >= self.settings.max_wait
 
     def _wait_seconds(self, state: RetryCallState) -> float:
-        """The platform's requested wait when it gives one, else full-jitter backoff; capped."""
+        """The platform's requested wait when it gives one, else full-jitter backoff; capped.
+
+        When a platform that answered before cannot be reached at all, wait
+        for it to come back instead of spending tries on it. (One that never
+        answered is more likely a wrong URL: that fails fast, after the tries.)
+        """
         error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, PlatformError) and error.category == NETWORK and self._reached:
+            self._wait_for_platform(failed_at=error.at)
+            return 0.0
         asked = getattr(error, "retry_after", None)
         wait = asked if asked is not None else self._backoff(state)
         return max(0.0, min(wait, self.settings.max_wait - state.idle_for))
+
+    # --- outages ------------------------------------------------------------
+
+    def _wait_for_platform(self, *, failed_at: float) -> None:
+        """Block until the platform answers /health again; one thread probes, the others wait.
+
+        Probes back off exponentially (capped) so a platform that is down is
+        not hammered; past `max_outage` the run gives up with a clear error.
+        """
+        with self._outage_lock:
+            if self._platform_seen_up > failed_at:
+                return  # another thread saw it come back after our failure
+            started, delay = time.monotonic(), self.settings.backoff_base
+            log.warning("the platform at %s is unreachable; pausing calls until it answers again", self.base_url)
+            while not self._health_ok():
+                if time.monotonic() - started > self.settings.max_outage:
+                    raise PlatformError(NETWORK, f"the platform at {self.base_url} has been unreachable for more "
+                                                 f"than {self.settings.max_outage:g} s (SYNC_MAX_OUTAGE); check "
+                                                 "AD_PLATFORM_URL and the platform's status", fatal=True)
+                time.sleep(delay)
+                delay = min(delay * 2, self.settings.backoff_cap)
+            self._platform_seen_up = time.monotonic()
+            log.warning("the platform at %s answers again after %.1f s; resuming", self.base_url,
+                        time.monotonic() - started)
+
+    def _health_ok(self) -> bool:
+        try:
+            response = self.session.get(self.base_url + "/health", timeout=(self.settings.connect_timeout,
+                                                                             self.settings.read_timeout))
+        except requests.RequestException:
+            return False
+        return response.status_code < 500
 
     # --- tokens -------------------------------------------------------------
 
@@ -259,6 +304,7 @@ class PlatformClient:
         except requests.RequestException:
             raise PlatformError(NETWORK, f"could not reach the platform at {self.base_url} "
                                          "(connection refused or reset)", retryable=True) from None
+        self._reached = True
         stats.last_status = response.status_code
         stats.last_latency_ms = int((time.monotonic() - started) * 1000)
         return response

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from syncer.client import CallStats, PlatformClient, PlatformError
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.5
+DATABASE_PATIENCE_SECONDS = 120  # how long a worker waits out a database restart
 
 
 @dataclass
@@ -117,14 +118,14 @@ def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: fl
     done = 0
     try:
         while time.monotonic() < deadline:
-            attempt = attempt_claim(run_id=run_id, worker=worker)
+            attempt = patiently(attempt_claim, run_id=run_id, worker=worker)
             if attempt is None:
-                if not _others_still_working(run_id):
+                if not patiently(_others_still_working, run_id):
                     break
                 time.sleep(IDLE_POLL_SECONDS)  # take over their claims if their leases run out
                 continue
             outcome = attempt_sync(attempt=attempt, client=client)
-            if attempt_complete(attempt=attempt, outcome=outcome):
+            if patiently(attempt_complete, attempt=attempt, outcome=outcome):
                 done += 1
                 _log_outcome(attempt, outcome)
             if outcome.error is not None and outcome.error.fatal:
@@ -134,6 +135,21 @@ def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: fl
         close_old_connections()
         connection.close()  # each thread has its own connection: give it back
     return done
+
+
+def patiently(step, *args, **kwargs):
+    """Run one database step, waiting out a briefly unavailable database (a restart, a lock)."""
+    started, delay = time.monotonic(), 0.2
+    while True:
+        try:
+            return step(*args, **kwargs)
+        except (OperationalError, InterfaceError) as error:
+            if time.monotonic() - started > DATABASE_PATIENCE_SECONDS:
+                raise
+            log.warning("database unavailable (%s); trying again in %.1f s", type(error).__name__, delay)
+            connection.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _others_still_working(run_id: int) -> bool:

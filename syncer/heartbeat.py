@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from campaigns.models import AttemptStatus, SyncAttempt, SyncRun
@@ -39,7 +39,10 @@ def heartbeat(*, run_id: int, claim_prefix: str | None = None):
     def loop() -> None:
         try:
             while not stop.wait(lease_seconds() / 3):
-                beat(run_id=run_id, claim_prefix=claim_prefix)
+                try:
+                    beat(run_id=run_id, claim_prefix=claim_prefix)
+                except DatabaseError:  # a database restart: beat again next time
+                    connection.close()
         finally:
             connection.close()
 

@@ -98,7 +98,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Using the platform at {platform_url}")
         children.append(Child("cluster", ["qcluster"]))
-        web = Child("web", ["runserver", f"127.0.0.1:{options['web_port']}", "--noreload"])
+        web = Child("web", ["runserver", f"127.0.0.1:{options['web_port']}", "--noreload", "--insecure"])
         children.append(web)
         _wait_for(f"http://127.0.0.1:{options['web_port']}/healthz", "the web server", web, any_status=True)
         return children
