@@ -182,6 +182,8 @@ SYNC = {
     "PAGE_SIZE": _positive("SYNC_PAGE_SIZE", env.int, 100, "campaigns asked per list call"),
     "LEASE_SECONDS": _positive("SYNC_LEASE_SECONDS", env.float, 30.0, "seconds a claim lives without a heartbeat"),
     "FAN_OUT": _positive("SYNC_FAN_OUT", env.int, 2, "drain tasks a run is split into, at least 1"),
+    "THREADS_PER_WORKER": _positive("SYNC_THREADS_PER_WORKER", env.int, 200,
+                                    "sync threads one cluster worker process may host, at least 1"),
 }
 
 # --- The task cluster (django-q2) ---------------------------------------------
@@ -201,6 +203,8 @@ Q_CLUSTER = {
     "timeout": _Q_TIMEOUT,
     "retry": _Q_TIMEOUT * 2,
     "max_attempts": 3,
+    # Workers host drain threads (see syncer/tasks.py): recycling one stops them.
+    "recycle": 100_000,
     "catch_up": False,
     "ack_failures": True,
     "save_limit": 500,

@@ -113,11 +113,11 @@ def unfinished_attempts(run_id: int):
 
 
 def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: float,
-               on_fatal) -> int:
-    """Claim and sync attempts until none is left or the deadline passes; return how many."""
+               on_fatal, stop: threading.Event | None = None) -> int:
+    """Claim and sync attempts until none is left, the deadline passes or `stop` is set; return how many."""
     done = 0
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
             attempt = patiently(attempt_claim, run_id=run_id, worker=worker)
             if attempt is None:
                 if not patiently(_others_still_working, run_id):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -106,8 +107,13 @@ def run_prepare(*, run_id: int) -> bool:
         return True
 
 
-def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None) -> int:
-    """Sync the run's pending attempts with `threads` parallel workers in this process."""
+def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None,
+              stop: threading.Event | None = None) -> int:
+    """Sync the run's pending attempts with `threads` parallel workers in this process.
+
+    Ends when no work is left, after `max_seconds`, or once `stop` is set
+    (the calls in flight finish first).
+    """
     run = SyncRun.objects.select_related("account").get(pk=run_id)
     if run.status != RunStatus.RUNNING:
         return 0
@@ -118,7 +124,7 @@ def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None) ->
     def work(index: int) -> int:
         with bind_run(run_id):
             return drain.drain_loop(run_id=run_id, client=client, worker=f"{name}/{index}", deadline=deadline,
-                                    on_fatal=lambda error: run_fail(run_id=run_id, reason=error.message,
+                                    stop=stop, on_fatal=lambda error: run_fail(run_id=run_id, reason=error.message,
                                                                     category=error.category))
 
     with heartbeat(run_id=run_id, claim_prefix=f"{name}/"), \

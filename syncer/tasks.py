@@ -1,16 +1,23 @@
 """Thin django-q2 task wrappers: they take ids and call the services.
 
 Every task is idempotent (django-q2 may deliver one twice) and ends well
-inside the cluster's timeout: a drain works for one slice of time and
-enqueues its own continuation while the run still has work.
+inside the cluster's timeout. A drain is I/O-bound (it mostly waits on the
+platform and on the rate budget), so a drain task does not hold a worker
+process for the run's length: it hosts the run's drain threads in the
+worker process and returns, and the worker takes the next task. That lets
+four workers carry a hundred accounts side by side. When a process hosts
+its share of threads already, the task drains in the foreground for one
+time slice and queues its own continuation.
 """
 from __future__ import annotations
 
 import logging
 import math
+import threading
+from multiprocessing import util as multiprocessing_util
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django_q.tasks import async_task
 
 from campaigns.models import RunStatus, SyncRun
@@ -19,9 +26,14 @@ from syncer.logs import bind_run
 
 log = logging.getLogger(__name__)
 
+_hosting_lock = threading.Lock()
+_hosted_threads = 0
+_stopping = threading.Event()  # set when this worker process exits: hosted drains stop claiming
+_exit_hook = None
+
 
 def drain_slice_seconds() -> float:
-    """How long one drain task works before handing over: half the cluster's timeout."""
+    """How long one foreground drain task works before handing over: half the cluster's timeout."""
     return settings.Q_CLUSTER["timeout"] / 2
 
 
@@ -58,6 +70,47 @@ def drain_enqueue(run_id: int, threads: int, index: int = 0) -> None:
 
 
 def run_drain_task(run_id: int, threads: int) -> None:
+    if not _host_drain(run_id, threads):
+        _drain_one_slice(run_id, threads)
+
+
+def _host_drain(run_id: int, threads: int) -> bool:
+    """Start the drain in threads of this worker process, if it has room; they outlive the task."""
+    global _hosted_threads
+    with _hosting_lock:
+        if _hosted_threads + threads > settings.SYNC["THREADS_PER_WORKER"]:
+            return False
+        _hosted_threads += threads
+        _stop_hosted_drains_at_exit()
+    threading.Thread(target=_hosted_drain, args=(run_id, threads), name=f"drain-run{run_id}").start()
+    return True
+
+
+def _hosted_drain(run_id: int, threads: int) -> None:
+    global _hosted_threads
+    try:
+        services.run_drain(run_id=run_id, threads=threads, stop=_stopping)
+    except Exception:  # the watchdog resumes the run; the log says why this drain ended
+        with bind_run(run_id):
+            log.exception("a drain stopped on an unexpected error")
+    finally:
+        with _hosting_lock:
+            _hosted_threads -= threads
+        connection.close()
+
+
+def _stop_hosted_drains_at_exit() -> None:
+    """When the worker exits (cluster stop, recycle), drains finish their calls in flight and stop.
+
+    The threads are not daemons, so the process waits for them; a run left
+    unfinished is resumed by the watchdog once its heartbeat lapses.
+    """
+    global _exit_hook
+    if _exit_hook is None:
+        _exit_hook = multiprocessing_util.Finalize(None, _stopping.set, exitpriority=100)
+
+
+def _drain_one_slice(run_id: int, threads: int) -> None:
     services.run_drain(run_id=run_id, threads=threads, max_seconds=drain_slice_seconds())
     run = SyncRun.objects.get(pk=run_id)
     if run.status == RunStatus.RUNNING and not services.run_finish_if_done(run_id=run_id):

@@ -63,6 +63,26 @@ def test_a_killed_cluster_resumes_and_accounts_for_every_campaign_once(qcluster,
     assert_every_campaign_once(run, 60)
 
 
+def test_a_cluster_stopped_with_sigterm_finishes_its_calls_in_flight_and_a_new_one_resumes(
+        qcluster, fake_platform, make_account):
+    fake_platform.update(campaigns=60, sync_latency=0.3)
+    account = make_account()
+    run = start_run(account, concurrency=4)
+    first = qcluster.start()
+    wait_until(lambda: SyncRun.objects.get(pk=run.pk).campaigns_synced >= 10, timeout=60,
+               message="the first cluster syncs some campaigns")
+    first.stop()
+    assert first.process.returncode is not None
+    assert not SyncAttempt.objects.filter(run=run, status=AttemptStatus.RUNNING).exists(), \
+        "a clean stop leaves no attempt half-done"
+    assert SyncRun.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+    qcluster.start()
+    run = wait_until(lambda: finished(run.pk), timeout=90, message="a new cluster resumes and finishes the run")
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    assert_every_campaign_once(run, 60)
+
+
 def test_two_clusters_on_one_account_share_its_budget_and_see_no_429(qcluster, fake_platform, make_account):
     fake_platform.update(campaigns=40, sync_latency=0.05, rate_limit="10/2s")
     account = make_account(rate_limit="10/2s")
