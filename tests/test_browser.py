@@ -95,6 +95,9 @@ def drive_the_status_page(page, url: str) -> None:
     expect(card.locator("[data-display=progress]")).to_have_text(f"{CAMPAIGNS} / {CAMPAIGNS} done · {CAMPAIGNS} "
                                                                  "synced · 0 failed")
     expect(card.get_by_role("button", name="Sync now")).to_be_enabled()
+    # The history below redraws itself too: the run's row ends Succeeded without a reload.
+    expect(page.locator("[data-history-run]").first).to_contain_text("Succeeded")
+    expect(page.locator("[data-history-run]").first).to_contain_text(str(CAMPAIGNS))
     page.screenshot(path=ARTIFACTS / "status-done.png", full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing may stick out sideways
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
