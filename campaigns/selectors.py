@@ -236,12 +236,6 @@ def dead_letter_list(*, limit: int = DEAD_LETTER_LIMIT) -> list[Campaign]:
     return campaigns
 
 
-def run_latest_finished(*, account: AdAccount) -> SyncRun | None:
-    """The account's latest run that has ended: the one a "Retry failed" re-drives."""
-    return (SyncRun.objects.filter(account=account).exclude(status__in=ACTIVE_RUN_STATUSES)
-            .order_by("-created_at", "-id").first())
-
-
 # --- admin ----------------------------------------------------------------------
 
 def run_attempt_breakdown(*, run: SyncRun) -> list[dict]:

@@ -107,19 +107,16 @@ def account_sync_now(request: HttpRequest, account_id: int) -> HttpResponse:
 @staff_required
 @permission_required(TRIGGER_PERMISSION, raise_exception=True)
 def account_retry_failed(request: HttpRequest, account_id: int) -> HttpResponse:
-    """Re-drive the failures of the account's latest finished run."""
+    """Re-drive the account's dead-letter list: every campaign whose last sync failed."""
     account = get_object_or_404(AdAccount, pk=account_id)
-    latest = selectors.run_latest_finished(account=account)
     try:
-        if latest is None:
-            raise services.SyncRefused(f"account {account.slug!r} has no finished run to retry")
-        run = services.run_retry_failed(run=latest, trigger=Trigger.STATUS_PAGE,
-                                        triggered_by=request.user.get_username(), enqueue=True)
+        run = services.account_retry_dead_letter(account=account, trigger=Trigger.STATUS_PAGE,
+                                                 triggered_by=request.user.get_username(), enqueue=True)
     except services.SyncRefused as refused:
         messages.warning(request, refusal_message(refused))
     else:
-        messages.success(request, format_html("{} started to retry the failures of run #{} of {}.", run_link(run),
-                                              latest.pk, account.name))
+        messages.success(request, format_html("{} started to retry the {} failed campaigns of {}.", run_link(run),
+                                              len(run.campaign_filter or []), account.name))
     return redirect("campaigns:status")
 
 

@@ -79,6 +79,16 @@ def run_retry_failed(*, run: SyncRun, trigger: str, triggered_by: str = "",
                           campaign_ids=failed_ids, retry_of=run, concurrency=concurrency, enqueue=enqueue)
 
 
+def account_retry_dead_letter(*, account: AdAccount, trigger: str, triggered_by: str = "",
+                              enqueue: bool = False) -> SyncRun:
+    """Start a run for every campaign of the account whose last sync failed, whichever run that was."""
+    failed_ids = list(account.campaigns.filter(last_sync_status="failed").values_list("platform_id", flat=True))
+    if not failed_ids:
+        raise SyncRefused(f"account {account.slug!r} has no failed campaigns to retry")
+    return sync_run_start(account=account, trigger=trigger, triggered_by=triggered_by, campaign_ids=failed_ids,
+                          enqueue=enqueue)
+
+
 def run_prepare(*, run_id: int) -> bool:
     """List and store every campaign, queue one attempt each; False when there is nothing to do.
 

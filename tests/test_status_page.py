@@ -187,24 +187,25 @@ def test_sync_now_while_a_run_is_active_says_why_it_cannot_start(staff):
     assert SyncRun.objects.count() == 1
 
 
-def test_retry_failed_redrives_the_failures_of_the_latest_finished_run(staff, django_capture_on_commit_callbacks):
+def test_retry_failed_redrives_the_whole_dead_letter_list(staff, django_capture_on_commit_callbacks):
     account = make_offline_account()
-    campaigns = make_campaigns(account, 5, failed=2)
-    make_finished_run(account, campaigns, failed=1, ago_minutes=60)
-    latest = make_finished_run(account, campaigns, failed=2)
+    campaigns = make_campaigns(account, 5, failed=3)  # campaign_1..3 failed their last sync
+    make_finished_run(account, campaigns, failed=3, ago_minutes=60)
+    make_finished_run(account, campaigns[1:], failed=2)  # campaign_1's failure is older than the latest run
     with django_capture_on_commit_callbacks(execute=True):
         response = staff.post(f"/status/accounts/{account.pk}/retry-failed/", follow=True)
     retry = SyncRun.objects.order_by("-id").first()
-    assert retry.retry_of == latest and retry.campaign_filter == ["campaign_1", "campaign_2"]
+    assert retry.campaign_filter == ["campaign_1", "campaign_2", "campaign_3"]
     assert retry.trigger == Trigger.STATUS_PAGE
     assert OrmQ.objects.count() == 1
-    assert f"retry the failures of run #{latest.pk}" in response.content.decode()
+    assert "retry the 3 failed campaigns" in response.content.decode()
 
 
-def test_retry_failed_without_any_finished_run_says_so(staff):
+def test_retry_failed_with_an_empty_dead_letter_list_says_so(staff):
     account = make_offline_account()
+    make_campaigns(account, 3)
     response = staff.post(f"/status/accounts/{account.pk}/retry-failed/", follow=True)
-    assert "has no finished run to retry" in response.content.decode()
+    assert "has no failed campaigns to retry" in response.content.decode()
     assert not SyncRun.objects.exists()
 
 
