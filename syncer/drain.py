@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.db.models import F, Q
 from django.utils import timezone
 
 from campaigns.models import AttemptStatus, Campaign, RunStatus, SyncAttempt, SyncRun
 from syncer.client import CallStats, PlatformClient, PlatformError
+from syncer.writes import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def attempt_claim(*, run_id: int, worker: str) -> SyncAttempt | None:
     )
     if connection.features.has_select_for_update_skip_locked:
         claimable = claimable.select_for_update(skip_locked=True, of=("self",))
-    with transaction.atomic():  # on SQLite an IMMEDIATE transaction: one claimer at a time
+    with write_transaction():  # on SQLite an IMMEDIATE transaction: one claimer at a time
         attempt = claimable.order_by("id").first()
         if attempt is None:
             return None
@@ -78,7 +79,7 @@ def attempt_complete(*, attempt: SyncAttempt, outcome: Outcome) -> bool:
     now = timezone.now()
     error, stats = outcome.error, outcome.stats
     succeeded = error is None
-    with transaction.atomic():
+    with write_transaction():
         updated = SyncAttempt.objects.filter(
             pk=attempt.pk, status=AttemptStatus.RUNNING, claimed_by=attempt.claimed_by,
         ).update(

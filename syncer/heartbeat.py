@@ -15,6 +15,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from campaigns.models import AttemptStatus, SyncAttempt, SyncRun
+from syncer.writes import write_transaction
 
 
 def lease_seconds() -> float:
@@ -22,6 +23,11 @@ def lease_seconds() -> float:
 
 
 def beat(*, run_id: int, claim_prefix: str | None) -> None:
+    with write_transaction():
+        _beat(run_id=run_id, claim_prefix=claim_prefix)
+
+
+def _beat(*, run_id: int, claim_prefix: str | None) -> None:
     now = timezone.now()
     SyncRun.objects.filter(pk=run_id).update(heartbeat_at=now)
     if claim_prefix:

@@ -12,6 +12,7 @@ import time
 
 from syncer.budget import RateBudget
 from syncer.client import Limiter, NoLimit
+from syncer.writes import writer_turn
 
 
 def safety_margin(budget: RateBudget) -> float:
@@ -58,7 +59,8 @@ class DatabaseLimiter:
 
     def _take(self, slot_id: int, last_used: float) -> bool:
         """Compare-and-set: only one caller can move a slot from the time it read."""
-        return self._slots().filter(id=slot_id, last_used=last_used).update(last_used=time.time()) == 1
+        with writer_turn():
+            return self._slots().filter(id=slot_id, last_used=last_used).update(last_used=time.time()) == 1
 
 
 def limiter_for(*, account_id: int, budget: RateBudget | None) -> Limiter:
