@@ -28,6 +28,17 @@ def _read(name: str, cast, default, expects: str):
         raise ImproperlyConfigured(f"{name}={env.str(name, default='')!r} is invalid: expected {expects}") from error
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _bool(name: str, default: bool) -> bool:
+    """A strict boolean: an unknown word is a mistake to report, not a silent False."""
+    value = env.str(name, default="1" if default else "0").strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected true or false (1/0, yes/no, on/off)")
+    return value in _TRUE
+
+
 def _positive(name: str, cast, default, expects: str):
     value = _read(name, cast, default, expects)
     if value <= 0:
@@ -58,10 +69,10 @@ def _url(name: str, default: str) -> str:
 
 
 # --- Django -----------------------------------------------------------------
-DEBUG = _read("DEBUG", env.bool, False, "true or false (1/0)")
+DEBUG = _bool("DEBUG", False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
-    if not DEBUG and env.bool("REQUIRE_SECRET_KEY", default=False):
+    if not DEBUG and _bool("REQUIRE_SECRET_KEY", False):
         raise ImproperlyConfigured("SECRET_KEY is missing: set it to a long random string")
     # Embedded default for the demo and tests only; production sets SECRET_KEY.
     SECRET_KEY = "insecure-dev-key-campaign-sync-change-me-in-production-0123456789"
@@ -109,12 +120,16 @@ TEMPLATES = [
 ]
 
 # --- Database ---------------------------------------------------------------
+_DATABASE_EXPECTS = "expected a URL like sqlite:///db.sqlite3 or postgres://user@host:5432/dbname"
+_DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql", "pgsql")
+# Name only the scheme in errors: the rest of the URL may hold a password.
+_database_scheme = env.str("DATABASE_URL", default="sqlite://").partition("://")[0]
+if _database_scheme not in _DATABASE_SCHEMES:
+    raise ImproperlyConfigured(f"DATABASE_URL with scheme {_database_scheme!r} is not supported: {_DATABASE_EXPECTS}")
 try:
     DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 except (ValueError, KeyError, environ.ImproperlyConfigured) as error:
-    raise ImproperlyConfigured(
-        "DATABASE_URL is invalid: expected a URL like sqlite:///db.sqlite3 or postgres://user@host/db"
-    ) from error
+    raise ImproperlyConfigured(f"DATABASE_URL is invalid: {_DATABASE_EXPECTS}") from error
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Many threads and processes write at once: WAL lets readers go on, the
@@ -152,12 +167,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- Production hardening (see README "Production") -------------------------
-SECURE_SSL_REDIRECT = _read("SECURE_SSL_REDIRECT", env.bool, False, "true or false")
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _read("SECURE_COOKIES", env.bool, not DEBUG and SECURE_SSL_REDIRECT, "true or false")
+SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _bool("SECURE_COOKIES", not DEBUG and SECURE_SSL_REDIRECT)
 SECURE_HSTS_SECONDS = _read("SECURE_HSTS_SECONDS", env.int, 0, "a whole number of seconds")
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _bool("BEHIND_TLS_PROXY", False) else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 

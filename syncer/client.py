@@ -233,8 +233,9 @@ class PlatformClient:
                 raise
         # Tokens are revoked early too: fetch a new one once and try again once.
         self._forget_token(token)
+        fresh = self._current_token(stats)  # a refusal here is about the credentials and says so
         try:
-            return self._send(method, path, stats, self._current_token(stats), **kwargs)
+            return self._send(method, path, stats, fresh, **kwargs)
         except PlatformError as error:
             if error.category == AUTH:
                 raise PlatformError(AUTH, "the platform rejected a freshly issued token (401 twice); "
@@ -259,6 +260,8 @@ class PlatformClient:
         try:
             for attempt in self._retrying():
                 with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        stats.retries += 1
                     return self._request_token(stats)
         except PlatformError as error:
             # Its own retries are spent; the calling call must not retry it all again.
@@ -269,7 +272,7 @@ class PlatformClient:
     def _request_token(self, stats: CallStats) -> tuple[str, float]:
         response = self._http("POST", "/auth/token", stats, {"Authorization": f"Basic {self._basic}"})
         if response.status_code == 401:
-            raise PlatformError(AUTH, "the platform rejected the account's email or password (401 on /auth/token); "
+            raise PlatformError(AUTH, "the platform rejected the account's credentials (email or password; 401 on /auth/token); "
                                       "fix AD_PLATFORM_EMAIL / AD_PLATFORM_PASSWORD or the account in the admin",
                                 http_status=401, fatal=True)
         body = self._json(response, stats)

@@ -141,6 +141,7 @@ class FakePlatform:
         self._lock = threading.RLock()
         self._rng = random.Random(self._cfg.seed)
         self._tokens = {}  # token -> (email, monotonic expiry)
+        self._issued = []  # every token ever issued, for tests that prove none leaks
         self._windows = defaultdict(deque)  # client id -> monotonic times inside the limiter window
         self._authed_calls = 0
         self._list_ticks = 0
@@ -194,6 +195,11 @@ class FakePlatform:
                 self._windows.clear()
             if tokens:
                 self._tokens.clear()
+
+    def issued_tokens(self):
+        """Every token this platform has issued (tests search logs and pages for them)."""
+        with self._lock:
+            return list(self._issued)
 
     def deleted_ids(self):
         """Ids of campaigns that are listed but answer 404 on sync (``not_found_rate``)."""
@@ -463,6 +469,7 @@ class FakePlatform:
                         del self._tokens[old]
                         self._tokens_revoked += expiry > now
             self._tokens[token] = (email, now + cfg.token_lifetime)
+            self._issued.append(token)
             self._tokens_issued += 1
         lifetime = cfg.token_lifetime
         return _json(200, {"access_token": token, "token_type": "Bearer",

@@ -17,7 +17,7 @@ from syncer.writes import writer_turn
 
 def safety_margin(budget: RateBudget) -> float:
     """Extra wait per slot for the gap between taking a slot and the call reaching the platform."""
-    return max(0.05, budget.window_seconds * 0.01)
+    return max(0.1, budget.window_seconds * 0.01)
 
 
 class DatabaseLimiter:

@@ -1,0 +1,71 @@
+"""Settings from the environment: a bad value stops `manage.py check` with exit 2 and one line naming it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OUR_VARIABLES = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "LOG_FORMAT", "LOG_LEVEL", "REDIS_URL")
+
+
+def manage_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in OUR_VARIABLES and not key.startswith(("AD_PLATFORM_", "SYNC_", "Q_", "SECURE_"))}
+    environment["DATABASE_URL"] = f"sqlite:///{tmp_path / 'check.sqlite3'}"
+    environment.update(env)
+    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_embedded_defaults_pass_the_checks(tmp_path):
+    result = manage_check(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_a_good_rate_budget_and_numbers_pass_the_checks(tmp_path):
+    result = manage_check(tmp_path, AD_PLATFORM_RATE_LIMIT="10/6s", SYNC_CONCURRENCY="4", SYNC_REQUEST_TIMEOUT="2.5",
+                          LOG_FORMAT="JSON", LOG_LEVEL="debug", DEBUG="false")
+    assert result.returncode == 0, result.stderr
+
+
+BAD_VALUES = [
+    ("AD_PLATFORM_RATE_LIMIT", "abc"),
+    ("AD_PLATFORM_RATE_LIMIT", "0/60s"),
+    ("AD_PLATFORM_RATE_LIMIT", "10/0s"),
+    ("AD_PLATFORM_URL", "localhost:3001"),
+    ("AD_PLATFORM_URL", ""),
+    ("SYNC_CONCURRENCY", "-3"),
+    ("SYNC_CONCURRENCY", "0"),
+    ("SYNC_CONCURRENCY", "x"),
+    ("SYNC_CONCURRENCY", "2.5"),
+    ("SYNC_REQUEST_TIMEOUT", "abc"),
+    ("SYNC_REQUEST_TIMEOUT", "0"),
+    ("SYNC_CONNECT_TIMEOUT", "-1"),
+    ("SYNC_MAX_ATTEMPTS", "0"),
+    ("SYNC_MAX_WAIT", "soon"),
+    ("SYNC_PAGE_SIZE", "0"),
+    ("LOG_FORMAT", "xml"),
+    ("LOG_LEVEL", "loud"),
+    ("Q_WORKERS", "none"),
+    ("SECURE_HSTS_SECONDS", "a year"),
+    ("DEBUG", "maybe"),
+    ("SECURE_SSL_REDIRECT", "sometimes"),
+    ("DATABASE_URL", "nonsense"),
+    ("DATABASE_URL", "foo://host/db"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_VALUES)
+def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(tmp_path, variable, value):
+    result = manage_check(tmp_path, **{variable: value})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0], lines[0]
+    assert "no issues" not in result.stdout

@@ -1,0 +1,246 @@
+"""Whole runs through the services (`sync_run_start` + `run_execute`) on the fake platform and a real database."""
+from __future__ import annotations
+
+import re
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+
+from campaigns.models import (
+    TERMINAL_ATTEMPT_STATUSES,
+    AttemptStatus,
+    Campaign,
+    ErrorCategory,
+    RunStatus,
+    SyncAttempt,
+    SyncRun,
+    Trigger,
+)
+from syncer.fake_platform_config import base_campaign, hostile_row
+from syncer.services import run_cancel, run_execute, run_retry_failed, sync_run_start
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def sync(account, **kwargs) -> SyncRun:
+    run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test", **kwargs)
+    return run_execute(run_id=run.pk)
+
+
+def attempt_ids(run: SyncRun, **filters) -> set[str]:
+    return set(run.attempts.filter(**filters).values_list("platform_id", flat=True))
+
+
+def assert_run_invariants(run: SyncRun) -> None:
+    """One attempt per campaign, all terminal, counters equal to the attempts, campaign rows unique."""
+    attempts = SyncAttempt.objects.filter(run=run)
+    assert not attempts.exclude(status__in=TERMINAL_ATTEMPT_STATUSES).exists()
+    assert not attempts.values("platform_id").annotate(n=Count("id")).filter(n__gt=1).exists()
+    assert run.campaigns_listed == attempts.count()
+    assert run.campaigns_synced == attempts.filter(status=AttemptStatus.SUCCEEDED).count()
+    assert run.campaigns_failed == attempts.filter(status=AttemptStatus.FAILED).count()
+    campaigns = Campaign.objects.filter(account=run.account)
+    assert not campaigns.values("platform_id").annotate(n=Count("id")).filter(n__gt=1).exists()
+
+
+def test_all_100_campaigns_sync_with_every_invariant_held(fake_platform, account):
+    run = sync(account)
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    assert_run_invariants(run)
+    ids = set(fake_platform.campaign_ids())
+    assert attempt_ids(run, status=AttemptStatus.SUCCEEDED) == ids and len(ids) == 100
+    assert (run.campaigns_listed, run.campaigns_synced, run.campaigns_failed) == (100, 100, 0)
+    assert set(Campaign.objects.filter(account=account).values_list("platform_id", flat=True)) == ids
+    assert not Campaign.objects.filter(account=account).exclude(last_sync_status="succeeded").exists()
+    platform = fake_platform.stats
+    assert platform["synced_ids"] == {platform_id: 1 for platform_id in ids}  # one sync call each
+    assert run.requests == sum(platform["requests"].values())  # the run's counters tell the truth
+    assert run.pages == platform["requests"]["list"] == 1
+    assert run.rate_limited == run.server_errors == run.timeouts == run.retries == 0
+
+
+def test_a_second_run_creates_no_duplicate_rows_and_keeps_first_seen_at(fake_platform, account):
+    first = sync(account)
+    seen = dict(Campaign.objects.filter(account=account).values_list("platform_id", "first_seen_at"))
+    impressions = dict(Campaign.objects.filter(account=account).values_list("platform_id", "impressions"))
+    second = sync(account)
+    assert first.status == second.status == RunStatus.SUCCEEDED
+    assert_run_invariants(second)
+    campaigns = Campaign.objects.filter(account=account)
+    assert campaigns.count() == 100
+    assert dict(campaigns.values_list("platform_id", "first_seen_at")) == seen
+    # The platform's metrics grow between listings: the second run updated the same rows.
+    now = dict(campaigns.values_list("platform_id", "impressions"))
+    assert all(now[key] > impressions[key] for key in impressions)
+
+
+def test_bad_rows_are_recorded_as_bad_response_and_every_real_campaign_still_syncs(fake_platform, account):
+    fake_platform.update(bad_row_rate=0.15)
+    run = sync(account)
+    bad_rows_served = fake_platform.stats["bad_rows_served"]
+    assert bad_rows_served > 5
+    assert run.status == RunStatus.PARTIAL
+    assert_run_invariants(run)
+    bad = run.attempts.filter(error_category=ErrorCategory.BAD_RESPONSE)
+    assert bad.count() == bad_rows_served
+    assert not bad.exclude(status=AttemptStatus.FAILED).exists()
+    for message in bad.values_list("message", flat=True):
+        # Where (page and row) and why (the field, or that it is no object).
+        assert re.fullmatch(r"bad row at page \d+ row \d+: .*(id|name|status|budget|impressions|clicks|"
+                            r"conversions|created_at|field|object).*", message), message
+    assert attempt_ids(run, status=AttemptStatus.SUCCEEDED) == set(fake_platform.campaign_ids())
+    assert run.campaigns_failed == bad_rows_served
+    assert not Campaign.objects.filter(account=account, platform_id__startswith="bad_").exists()
+
+
+def test_a_campaign_listed_twice_across_pages_is_synced_once(fake_platform, account, fast_sync):
+    fast_sync["PAGE_SIZE"] = 10
+    fake_platform.update(duplicate_across_pages=True)
+    run = sync(account)
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    assert_run_invariants(run)
+    assert run.campaigns_listed == 100 and run.pages == 11
+    assert fake_platform.stats["synced_ids"] == {platform_id: 1 for platform_id in fake_platform.campaign_ids()}
+
+
+def test_a_listing_that_keeps_failing_fails_the_run_with_a_clear_message(fake_platform, account):
+    fake_platform.update(list_fail_rate=1.0)
+    run = sync(account)
+    assert run.status == RunStatus.FAILED
+    assert run.error_message == "listing campaigns failed: the platform failed with HTTP 503"
+    assert run.server_errors == run.requests - 1 == 5  # one token call, five tries of the listing
+    assert not run.attempts.exists() and not Campaign.objects.exists()
+
+
+def test_hostile_values_are_stored_as_data(fake_platform, account):
+    fake_platform.update(campaigns=45, hostile_values=True)
+    run = sync(account)
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    assert_run_invariants(run)
+    stored = {c.platform_id: c for c in Campaign.objects.filter(account=account)}
+    assert len(stored) == 45
+    seed = fake_platform.config.seed
+    for i in range(5, 46, 5):  # the nine hostile kinds, in order
+        served = hostile_row(dict(base_campaign(seed, i)), i)
+        campaign = stored[f"campaign_{i}"]
+        assert campaign.name == served["name"], f"campaign_{i}"
+        assert campaign.last_sync_status == "succeeded"
+    assert "\U0001F680" in stored["campaign_5"].name and "日本語" in stored["campaign_5"].name
+    assert stored["campaign_10"].name.endswith("'); DROP TABLE campaigns; --")
+    assert stored["campaign_15"].name.startswith("<script>")  # stored raw; escaping is the page's job
+    assert len(stored["campaign_20"].name) > 10_000
+    assert stored["campaign_25"].budget == Decimal(hostile_row(dict(base_campaign(seed, 25)), 25)["budget"])
+    assert isinstance(stored["campaign_25"].impressions, int)
+    assert (stored["campaign_30"].impressions, stored["campaign_30"].clicks) == (2**53 + 1, 2**40)
+    assert (stored["campaign_35"].budget, stored["campaign_35"].conversions) == (Decimal(-500), -1)
+    assert stored["campaign_45"].name == "  \tCampaign 45\nsecond line\u200b  "
+
+
+def test_a_10_per_2s_budget_with_30_campaigns_sees_zero_429s(fake_platform, make_account):
+    fake_platform.update(campaigns=30, rate_limit="10/2s")
+    account = make_account(rate_limit="10/2s")
+    run = sync(account)
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    assert run.campaigns_synced == 30
+    platform = fake_platform.stats
+    assert platform["rate_limited"] == 0 and run.rate_limited == 0
+    assert platform["max_calls_in_any_window"][account.client_id] <= 10
+
+
+@pytest.mark.parametrize("fault", ["not_found", "sync_503"])
+def test_retry_failed_re_drives_exactly_the_failed_campaigns(fake_platform, account, fast_sync, fault):
+    if fault == "not_found":
+        fake_platform.update(campaigns=40, not_found_rate=0.2)
+    else:
+        fast_sync["MAX_ATTEMPTS"] = 2
+        fake_platform.update(campaigns=40, sync_fail_rate=0.5, seed=11)
+    first = sync(account)
+    failed = attempt_ids(first, status=AttemptStatus.FAILED)
+    assert first.status == RunStatus.PARTIAL and 0 < len(failed) < 40
+    if fault == "not_found":
+        assert failed == set(fake_platform.deleted_ids())
+
+    fake_platform.update(not_found_rate=0.0, sync_fail_rate=0.0)
+    fake_platform.reset_stats()
+    retry = run_retry_failed(run=first, trigger=Trigger.COMMAND, triggered_by="test")
+    retry = run_execute(run_id=retry.pk)
+    assert retry.retry_of_id == first.pk
+    assert retry.status == RunStatus.SUCCEEDED, retry.error_message
+    assert_run_invariants(retry)
+    assert attempt_ids(retry) == failed
+    assert set(fake_platform.stats["synced_ids"]) == failed  # nothing else was synced again
+
+
+def test_one_campaigns_failure_never_stops_the_others(fake_platform, account):
+    fake_platform.update(campaigns=30, not_found_rate=0.3)
+    run = sync(account, concurrency=1)  # one worker: it must carry on past every failure
+    deleted = set(fake_platform.deleted_ids())
+    assert deleted
+    assert run.status == RunStatus.PARTIAL
+    assert_run_invariants(run)
+    assert attempt_ids(run, status=AttemptStatus.FAILED) == deleted
+    assert attempt_ids(run, status=AttemptStatus.SUCCEEDED) == set(fake_platform.campaign_ids())
+    assert set(run.attempts.filter(status=AttemptStatus.FAILED).values_list("http_status", flat=True)) == {404}
+
+
+def execute_in_thread(run_id: int) -> threading.Thread:
+    def target() -> None:
+        try:
+            run_execute(run_id=run_id)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_cancel_from_another_thread_stops_the_run(fake_platform, account):
+    fake_platform.update(sync_latency=0.2)
+    run = sync_run_start(account=account, trigger=Trigger.COMMAND, concurrency=2)
+    worker = execute_in_thread(run.pk)
+    wait_until(lambda: SyncRun.objects.get(pk=run.pk).campaigns_synced >= 4, timeout=20,
+               message="the run syncs a few campaigns")
+    assert run_cancel(run_id=run.pk, who="test")
+    worker.join(timeout=20)
+    assert not worker.is_alive()
+    run = SyncRun.objects.get(pk=run.pk)
+    assert run.status == RunStatus.CANCELLED and "cancelled by test" in run.error_message
+    assert_run_invariants(run)
+    assert run.attempts.filter(status=AttemptStatus.CANCELLED).count() > 50
+    synced = run.attempts.filter(status=AttemptStatus.SUCCEEDED).count()
+    assert fake_platform.stats["synced_total"] == synced < 100  # no call started after the cancel
+
+
+def start_then_rotate_password(fake_platform, account) -> SyncRun:
+    """Start a run, let it sync a few, then change the password and revoke the token in use."""
+    fake_platform.update(sync_latency=0.1)
+    run = sync_run_start(account=account, trigger=Trigger.COMMAND, concurrency=2)
+    worker = execute_in_thread(run.pk)
+    wait_until(lambda: SyncRun.objects.get(pk=run.pk).campaigns_synced >= 4, timeout=20,
+               message="the run syncs a few campaigns")
+    fake_platform.update(password="rotated-elsewhere", token_revoke_every=1)
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    return SyncRun.objects.get(pk=run.pk)
+
+
+def test_a_fatal_auth_failure_mid_run_fails_the_run_with_every_attempt_terminal(fake_platform, account):
+    run = start_then_rotate_password(fake_platform, account)
+    assert run.status == RunStatus.FAILED
+    assert "credentials" in run.error_message and "rotated-elsewhere" not in run.error_message
+    assert_run_invariants(run)
+    assert run.campaigns_synced + run.campaigns_failed == run.campaigns_listed == 100
+    assert 4 <= run.campaigns_synced < 100
+    assert run.attempts.filter(status=AttemptStatus.FAILED, error_category=ErrorCategory.AUTH).exists()
+    assert fake_platform.stats["synced_total"] == run.campaigns_synced
+
+
+def test_a_password_changed_mid_run_is_reported_as_rejected_credentials(fake_platform, account):
+    run = start_then_rotate_password(fake_platform, account)
+    assert run.status == RunStatus.FAILED
+    assert "AD_PLATFORM_PASSWORD" in run.error_message and "email or password" in run.error_message
