@@ -72,10 +72,9 @@ def _url(name: str, default: str) -> str:
 DEBUG = _bool("DEBUG", False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
-    if not DEBUG and _bool("REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured("SECRET_KEY is missing: set it to a long random string")
     # Embedded default for the demo and tests only; production sets SECRET_KEY.
-    SECRET_KEY = "insecure-dev-key-campaign-sync-change-me-in-production-0123456789"
+    # (The prefix makes `check --deploy` flag it.)
+    SECRET_KEY = "django-insecure-campaign-sync-dev-key-set-SECRET_KEY-in-production-0123456789"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

@@ -156,12 +156,20 @@ class PlatformClient:
 
     def _call(self, method: str, path: str, *, stats: CallStats,
               check: Callable[[dict], dict] | None = None, **kwargs: Any) -> dict:
-        for attempt in self._retrying():
-            with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    stats.retries += 1
-                body = self._call_with_token(method, path, stats, **kwargs)
-                return check(body) if check else body
+        try:
+            for attempt in self._retrying():
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        stats.retries += 1
+                    body = self._call_with_token(method, path, stats, **kwargs)
+                    return check(body) if check else body
+        except PlatformError as error:
+            if error.category == AUTH and not error.fatal:
+                # A fresh token refused again on every try is not a race between threads.
+                raise PlatformError(AUTH, "the platform rejected every freshly issued token (401 after each "
+                                          "refresh); check the account's credentials and client id",
+                                    http_status=401, fatal=True) from None
+            raise
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _retrying(self) -> Retrying:
@@ -238,9 +246,10 @@ class PlatformClient:
             return self._send(method, path, stats, fresh, **kwargs)
         except PlatformError as error:
             if error.category == AUTH:
-                raise PlatformError(AUTH, "the platform rejected a freshly issued token (401 twice); "
-                                          "check the account's credentials and client id",
-                                    http_status=401, fatal=True) from None
+                # Refused twice. With calls in parallel another thread's call may have ended the fresh
+                # token (platforms revoke early): worth another try, and fatal once the tries are spent.
+                raise PlatformError(AUTH, "the platform rejected a freshly issued token (401 twice)",
+                                    http_status=401, retryable=True) from None
             raise
 
     def _current_token(self, stats: CallStats) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import threading
 from contextlib import contextmanager
@@ -53,6 +54,18 @@ def bind_run(run_id: int | str):
         yield
     finally:
         _run_id.reset(token)
+
+
+def console_for_command(verbosity: int) -> None:
+    """Commands that draw their own progress keep the console to errors, unless asked.
+
+    `-v 2` shows INFO and `-v 3` DEBUG; an explicit LOG_LEVEL always wins.
+    """
+    if "LOG_LEVEL" in os.environ:
+        return
+    level = {0: logging.ERROR, 1: logging.ERROR, 2: logging.INFO}.get(verbosity, logging.DEBUG)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
 
 
 def current_run_id() -> str:

@@ -140,7 +140,7 @@ def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None,
     with heartbeat(run_id=run_id, claim_prefix=f"{name}/"), \
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"run{run_id}") as pool:
         done = sum(pool.map(work, range(threads)))
-    run_finish_if_done(run_id=run_id)
+    drain.patiently(run_finish_if_done, run_id=run_id)
     return done
 
 
@@ -149,8 +149,8 @@ def run_execute(*, run_id: int, threads: int | None = None) -> SyncRun:
     if run_prepare(run_id=run_id):
         run = SyncRun.objects.get(pk=run_id)
         run_drain(run_id=run_id, threads=threads or run.concurrency)
-    run_finish_if_done(run_id=run_id)
-    return SyncRun.objects.get(pk=run_id)
+    drain.patiently(run_finish_if_done, run_id=run_id)
+    return drain.patiently(SyncRun.objects.get, pk=run_id)
 
 
 def run_finish_if_done(*, run_id: int) -> bool:

@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from campaigns.models import Trigger
 from syncer.accounts import account_default_get
+from syncer.logs import console_for_command
 from syncer.progress import follow, summary_lines
 from syncer.services import SyncRefused, sync_run_start
 
@@ -63,6 +64,7 @@ class Command(BaseCommand):
                             help="stop everything once the first sync ends (exit 0 only if it synced all)")
 
     def handle(self, *args, **options) -> None:
+        console_for_command(options["verbosity"])
         children: list[Child] = []
         try:
             children += self._start_children(options)

@@ -10,6 +10,7 @@ from django.db import connection
 
 from campaigns.models import RunStatus, SyncRun, Trigger
 from syncer.accounts import AccountNotFound, account_get
+from syncer.logs import console_for_command
 from syncer.progress import follow, summary_lines
 from syncer.schedules import schedule_clear, schedule_set
 from syncer.services import SyncRefused, run_cancel, run_execute, run_fail, run_retry_failed, sync_run_start
@@ -42,6 +43,7 @@ class Command(BaseCommand):
         parser.add_argument("--unschedule", action="store_true", help="remove the account's periodic sync and return")
 
     def handle(self, *args, **options) -> None:
+        console_for_command(options["verbosity"])
         if options["concurrency"] is not None and options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1", returncode=EXIT_FATAL)
         try:
