@@ -104,6 +104,10 @@ class PlatformClient:
         self.base_url = settings.base_url.rstrip("/")
         self.limiter = limiter or NoLimit()
         self.session = requests.Session()
+        # Proxies from the environment are read once here, not on every call (that lookup was a tenth
+        # of a call's CPU); credentials never come from ~/.netrc: we send our own Authorization.
+        self._proxies = requests.utils.get_environ_proxies(self.base_url)
+        self.session.trust_env = False
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(settings.pool_size, 2), max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -224,8 +228,8 @@ class PlatformClient:
 
     def _health_ok(self) -> bool:
         try:
-            response = self.session.get(self.base_url + "/health", timeout=(self.settings.connect_timeout,
-                                                                             self.settings.read_timeout))
+            response = self.session.get(self.base_url + "/health", proxies=self._proxies,
+                                        timeout=(self.settings.connect_timeout, self.settings.read_timeout))
         except requests.RequestException:
             return False
         return response.status_code < 500
@@ -308,7 +312,8 @@ class PlatformClient:
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         started = time.monotonic()
         try:
-            response = self.session.request(method, self.base_url + path, headers=headers, timeout=timeout, **kwargs)
+            response = self.session.request(method, self.base_url + path, headers=headers, timeout=timeout,
+                                            proxies=self._proxies, **kwargs)
         except requests.Timeout:
             stats.timeouts += 1
             raise PlatformError(TIMEOUT, f"no answer from the platform within {self.settings.read_timeout:g} s",

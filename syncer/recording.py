@@ -1,0 +1,54 @@
+"""Record one attempt's outcome: the attempt, the run's counters and the campaign, in one transaction.
+
+This runs once per campaign, so it is three plain SQL statements: compiling
+the same three ORM updates with F() expressions cost a fifth of a sync's CPU.
+The attempt update is a compare-and-set on the claim, so an attempt taken
+over by another worker is counted once.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import connection
+
+from campaigns.models import AttemptStatus, Campaign, SyncAttempt, SyncRun
+from syncer.client import CallStats, PlatformError
+from syncer.writes import write_transaction
+
+_COUNTERS = ("requests", "retries", "rate_limited", "server_errors", "timeouts", "pages")
+
+
+def _sql() -> dict[str, str]:
+    attempts, runs, campaigns = (model._meta.db_table for model in (SyncAttempt, SyncRun, Campaign))
+    counters = ", ".join(f"{name} = {name} + %s" for name in _COUNTERS)
+    return {
+        "attempt": f"UPDATE {attempts} SET status = %s, tries = tries + %s, http_status = %s, error_category = %s, "
+                   f"message = %s, latency_ms = %s, finished_at = %s, lease_expires_at = NULL "
+                   f"WHERE id = %s AND status = %s AND claimed_by = %s",
+        "run": f"UPDATE {runs} SET campaigns_synced = campaigns_synced + %s, "
+               f"campaigns_failed = campaigns_failed + %s, {counters} WHERE id = %s",
+        "synced": f"UPDATE {campaigns} SET last_sync_status = 'succeeded', last_synced_at = %s WHERE id = %s",
+        "failed": f"UPDATE {campaigns} SET last_sync_status = 'failed' WHERE id = %s",
+    }
+
+
+def outcome_record(*, attempt: SyncAttempt, error: PlatformError | None, stats: CallStats, latency_ms: int,
+                   now: datetime) -> bool:
+    """Write the outcome unless the claim is no longer ours; True when it was written."""
+    sql, succeeded = _sql(), error is None
+    finished_at = connection.ops.adapt_datetimefield_value(now)
+    with write_transaction(), connection.cursor() as cursor:
+        cursor.execute(sql["attempt"], [
+            AttemptStatus.SUCCEEDED if succeeded else AttemptStatus.FAILED, 1 + stats.retries, stats.last_status,
+            "" if succeeded else error.category, "" if succeeded else error.message[:500], latency_ms, finished_at,
+            attempt.pk, AttemptStatus.RUNNING, attempt.claimed_by,
+        ])
+        if cursor.rowcount != 1:
+            return False
+        cursor.execute(sql["run"], [int(succeeded), int(not succeeded),
+                                    *(getattr(stats, name) for name in _COUNTERS), attempt.run_id])
+        if attempt.campaign_id and succeeded:
+            cursor.execute(sql["synced"], [finished_at, attempt.campaign_id])
+        elif attempt.campaign_id:
+            cursor.execute(sql["failed"], [attempt.campaign_id])
+    return True
