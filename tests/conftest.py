@@ -1,6 +1,8 @@
 """Shared fixtures: a real fake platform on a free port, accounts pointing at it, fast retry settings."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from campaigns.models import AdAccount
@@ -8,6 +10,20 @@ from syncer.fake_platform import FakePlatform, FakePlatformConfig
 
 FAKE_EMAIL = "demo@adplatform.test"
 FAKE_PASSWORD = "demo-password"  # the fake platform's test credentials
+
+
+@pytest.fixture(autouse=True)
+def private_task_queue(monkeypatch) -> str:
+    """Each test enqueues on a queue of its own and sees only its own cluster heartbeats.
+
+    (The database is emptied between tests, but Redis keeps queues and heartbeats.)
+    """
+    from django_q.conf import Conf
+
+    name = f"cs-test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", name)
+    monkeypatch.setattr(Conf, "Q_STAT", f"django_q:{name}:cluster")
+    return name
 
 
 @pytest.fixture
@@ -59,6 +75,7 @@ def qcluster(settings, fast_sync, transactional_db, monkeypatch):
 
     factory = ClusterFactory()
     monkeypatch.setattr(Conf, "CLUSTER_NAME", factory.queue)
+    monkeypatch.setattr(Conf, "Q_STAT", f"django_q:{Conf.PREFIX}:cluster")  # where real clusters report
     settings.SYNC = {**settings.SYNC, "LEASE_SECONDS": float(CLUSTER_ENV["SYNC_LEASE_SECONDS"])}
     yield factory
     factory.stop_all()

@@ -6,11 +6,11 @@ import re
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django_q.models import OrmQ
 
 from campaigns.admin import CappedCountPaginator
 from campaigns.models import AdAccount, AttemptStatus, RunStatus, SyncAttempt, SyncRun, Trigger
 from tests.conftest import FAKE_PASSWORD
+from tests.queue import queued_tasks
 
 pytest.register_assert_rewrite("tests.people_fixtures")  # it is a plugin too (below): rewrite before importing
 
@@ -72,7 +72,7 @@ def test_sync_now_enqueues_a_full_admin_run_and_links_to_it(operator, account, d
     run = SyncRun.objects.get()
     assert (run.trigger, run.triggered_by, run.campaign_filter, run.status) == (
         Trigger.ADMIN, "staff_trigger", None, RunStatus.QUEUED)
-    assert OrmQ.objects.count() == 1
+    assert len(queued_tasks()) == 1
     assert messages_of(response) == [f'<a href="/admin/campaigns/syncrun/{run.pk}/change/">Run #{run.pk}</a> '
                                      f'started for Acme.']
 
@@ -138,7 +138,7 @@ def test_sync_selected_campaigns_starts_one_run_per_account_with_just_those_camp
     assert runs["first"].campaign_filter == ["campaign_1", "campaign_2"]
     assert runs["second"].campaign_filter == ["campaign_10"]
     assert {run.trigger for run in runs.values()} == {Trigger.ADMIN}
-    assert OrmQ.objects.count() == 2
+    assert len(queued_tasks()) == 2
     assert sorted(messages_of(response)) == [
         f'<a href="/admin/campaigns/syncrun/{runs["first"].pk}/change/">Run #{runs["first"].pk}</a> started for 2 '
         'campaigns of First.',
@@ -193,7 +193,7 @@ def test_retry_failed_campaigns_starts_a_run_for_exactly_the_failures(operator,
         response = act(operator, "syncrun", "retry_failed", [run.pk])
     retry = SyncRun.objects.exclude(pk=run.pk).get()
     assert (retry.retry_of, retry.trigger, retry.campaign_filter) == (run, Trigger.ADMIN, ["campaign_1", "campaign_2"])
-    assert OrmQ.objects.count() == 1
+    assert len(queued_tasks()) == 1
     assert messages_of(response) == [
         f'<a href="/admin/campaigns/syncrun/{retry.pk}/change/">Run #{retry.pk}</a> started to retry the failures of '
         f'<a href="/admin/campaigns/syncrun/{run.pk}/change/">Run #{run.pk}</a>.'

@@ -1,7 +1,6 @@
 """Runs on a real django-q2 cluster: fan-out, kill and resume, a shared budget, cancel, no overlap, schedules."""
 from __future__ import annotations
 
-
 import pytest
 from django.db.models import Count
 from django.utils import timezone

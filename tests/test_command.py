@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django_q.models import OrmQ, Schedule
+from django_q.models import Schedule
 
 from campaigns.models import AttemptStatus, RunStatus, SyncRun
 from tests import cluster
 from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
+from tests.queue import queued_tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -193,8 +194,8 @@ def test_async_prints_the_run_id_and_queues_a_task(account):
     run = SyncRun.objects.get()
     assert run.status == RunStatus.QUEUED
     assert f"Run #{run.pk} queued" in out
-    task = OrmQ.objects.get()
-    assert task.func() == "syncer.tasks.run_prepare_task" and tuple(task.args()) == (run.pk,)
+    [task] = queued_tasks()
+    assert task["func"] == "syncer.tasks.run_prepare_task" and tuple(task["args"]) == (run.pk,)
 
 
 def test_a_second_async_while_one_is_queued_is_refused(account):
@@ -203,7 +204,7 @@ def test_a_second_async_while_one_is_queued_is_refused(account):
     code, out = sync_command("--account", account.slug, "--async")
     assert code == 2
     assert f"already syncing (run #{queued.pk} is queued)" in out
-    assert SyncRun.objects.count() == 1 and OrmQ.objects.count() == 1
+    assert SyncRun.objects.count() == 1 and len(queued_tasks()) == 1
 
 
 def test_schedule_creates_then_updates_one_periodic_sync(account):

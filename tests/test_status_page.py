@@ -6,10 +6,10 @@ import json
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django_q.models import OrmQ
 
 from campaigns import selectors
 from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun, Trigger
+from tests.queue import queued_tasks
 
 pytest.register_assert_rewrite("tests.people_fixtures")  # it is a plugin too (below): rewrite before importing
 
@@ -174,7 +174,7 @@ def test_sync_now_starts_a_status_page_run_on_the_cluster_and_links_to_it(staff,
     run = SyncRun.objects.get()
     assert (run.trigger, run.triggered_by, run.status, run.campaign_filter) == (
         Trigger.STATUS_PAGE, "staff_trigger", RunStatus.QUEUED, None)
-    assert OrmQ.objects.count() == 1  # the prepare task, queued once the run was committed
+    assert len(queued_tasks()) == 1  # the prepare task, queued once the run was committed
     assert f'<a href="/admin/campaigns/syncrun/{run.pk}/change/">Run #{run.pk}</a> started' in \
         response.content.decode()
 
@@ -197,7 +197,7 @@ def test_retry_failed_redrives_the_whole_dead_letter_list(staff, django_capture_
     retry = SyncRun.objects.order_by("-id").first()
     assert retry.campaign_filter == ["campaign_1", "campaign_2", "campaign_3"]
     assert retry.trigger == Trigger.STATUS_PAGE
-    assert OrmQ.objects.count() == 1
+    assert len(queued_tasks()) == 1
     assert "retry the 3 failed campaigns" in response.content.decode()
 
 
