@@ -35,13 +35,22 @@ AUTH, CLIENT_ERROR, NETWORK, BAD_RESPONSE = "auth", "client_error", "network", "
 MAX_PAGES = 100_000  # a platform that never stops saying has_more still ends
 
 
+class Permit(Protocol):
+    def sending(self) -> None: ...
+
+
 class Limiter(Protocol):
-    def acquire(self) -> None: ...
+    def acquire(self) -> Permit: ...
+
+
+class _FreePermit:
+    def sending(self) -> None:
+        return None
 
 
 class NoLimit:
-    def acquire(self) -> None:
-        return None
+    def acquire(self) -> Permit:
+        return _FreePermit()
 
 
 class PlatformError(Exception):
@@ -300,8 +309,9 @@ class PlatformClient:
     # --- one HTTP exchange ----------------------------------------------------
 
     def _send(self, method: str, path: str, stats: CallStats, token: str, **kwargs: Any) -> dict:
-        self.limiter.acquire()  # every /api/* call, retries included, spends budget
+        permit = self.limiter.acquire()  # every /api/* call, retries included, spends budget
         headers = {"Authorization": f"Bearer {token}", "X-Client-ID": self.settings.client_id}
+        permit.sending()
         response = self._http(method, path, stats, headers, **kwargs)
         if response.status_code == 401:
             raise PlatformError(AUTH, "the platform rejected the token (401)", http_status=401)

@@ -15,6 +15,25 @@ from syncer.client import Limiter, NoLimit
 from syncer.writes import writer_turn
 
 
+LATE_SECONDS = 0.02  # a call leaving later than this after taking its slot moves the slot's time
+
+
+class SlotPermit:
+    """A taken slot; `sending()` re-dates it when the call leaves late (a busy machine, a slow database).
+
+    The platform counts a call when it arrives: a slot dated before a late
+    departure would free up too early and earn a 429.
+    """
+
+    def __init__(self, limiter: "DatabaseLimiter", slot_id: int, taken_at: float) -> None:
+        self.limiter, self.slot_id, self.taken_at = limiter, slot_id, taken_at
+
+    def sending(self) -> None:
+        now = time.time()
+        if now - self.taken_at > LATE_SECONDS:
+            self.limiter.redate(self.slot_id, self.taken_at, now)
+
+
 def safety_margin(budget: RateBudget) -> float:
     """Extra wait per slot for the gap between taking a slot and the call reaching the platform."""
     return max(0.1, budget.window_seconds * 0.01)
@@ -27,7 +46,7 @@ class DatabaseLimiter:
         self.margin = safety_margin(budget)
         self._slots_ready = False
 
-    def acquire(self) -> None:
+    def acquire(self) -> SlotPermit:
         self._ensure_slots()
         while True:
             slot_id, last_used = self._oldest_slot()
@@ -35,8 +54,13 @@ class DatabaseLimiter:
             if wait > 0:
                 time.sleep(wait)
                 continue
-            if self._take(slot_id, last_used):
-                return
+            taken_at = time.time()
+            if self._take(slot_id, last_used, taken_at):
+                return SlotPermit(self, slot_id, taken_at)
+
+    def redate(self, slot_id: int, taken_at: float, sent_at: float) -> None:
+        with writer_turn():
+            self._slots().filter(id=slot_id, last_used=taken_at).update(last_used=sent_at)
 
     def _slots(self):
         from campaigns.models import RateSlot
@@ -57,10 +81,10 @@ class DatabaseLimiter:
     def _oldest_slot(self) -> tuple[int, float]:
         return self._slots().order_by("last_used", "index").values_list("id", "last_used")[0]
 
-    def _take(self, slot_id: int, last_used: float) -> bool:
+    def _take(self, slot_id: int, last_used: float, taken_at: float) -> bool:
         """Compare-and-set: only one caller can move a slot from the time it read."""
         with writer_turn():
-            return self._slots().filter(id=slot_id, last_used=last_used).update(last_used=time.time()) == 1
+            return self._slots().filter(id=slot_id, last_used=last_used).update(last_used=taken_at) == 1
 
 
 def limiter_for(*, account_id: int, budget: RateBudget | None) -> Limiter:
