@@ -44,13 +44,18 @@ def test_a_real_cluster_runs_a_queued_sync_to_the_end(qcluster, fake_platform, m
     assert fake_platform.stats["synced_ids"] and len(fake_platform.stats["synced_ids"]) == 100
 
 
-def test_a_killed_cluster_resumes_and_accounts_for_every_campaign_once(qcluster, fake_platform, make_account):
+def run_under_way(qcluster, fake_platform, make_account):
+    """60 slow campaigns, a first cluster that has synced some of them: (run, cluster)."""
     fake_platform.update(campaigns=60, sync_latency=0.3)
-    account = make_account()
-    run = start_run(account, concurrency=4)
-    first = qcluster.start()
+    run = start_run(make_account(), concurrency=4)
+    cluster = qcluster.start()
     wait_until(lambda: SyncRun.objects.get(pk=run.pk).campaigns_synced >= 10, timeout=60,
                message="the first cluster syncs some campaigns")
+    return run, cluster
+
+
+def test_a_killed_cluster_resumes_and_accounts_for_every_campaign_once(qcluster, fake_platform, make_account):
+    run, first = run_under_way(qcluster, fake_platform, make_account)
     first.kill()
     killed_at = SyncRun.objects.get(pk=run.pk)
     assert killed_at.status == RunStatus.RUNNING and killed_at.campaigns_synced < 60
@@ -63,12 +68,7 @@ def test_a_killed_cluster_resumes_and_accounts_for_every_campaign_once(qcluster,
 
 def test_a_cluster_stopped_with_sigterm_finishes_its_calls_in_flight_and_a_new_one_resumes(
         qcluster, fake_platform, make_account):
-    fake_platform.update(campaigns=60, sync_latency=0.3)
-    account = make_account()
-    run = start_run(account, concurrency=4)
-    first = qcluster.start()
-    wait_until(lambda: SyncRun.objects.get(pk=run.pk).campaigns_synced >= 10, timeout=60,
-               message="the first cluster syncs some campaigns")
+    run, first = run_under_way(qcluster, fake_platform, make_account)
     first.stop()
     assert first.process.returncode is not None
     assert not SyncAttempt.objects.filter(run=run, status=AttemptStatus.RUNNING).exists(), \
