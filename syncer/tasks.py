@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 _hosting_lock = threading.Lock()
 _hosted_threads = 0
-_hosted_runs: set[int] = set()
 _stopping = threading.Event()  # set when this worker process exits: hosted drains stop claiming
 _exit_hook = None
 
@@ -78,15 +77,15 @@ def run_drain_task(run_id: int, threads: int) -> None:
 def _host_drain(run_id: int, threads: int) -> bool:
     """Start the drain in threads of this worker process, if it has room; they outlive the task.
 
-    A process hosts one drain per run: a run's second drain task is worked in
-    the foreground, so a run's drains spread over processes (and cores).
+    (Working a run's second drain in the foreground would spread one run
+    over more cores, but it holds a worker for the run's length: with a
+    hundred accounts queued, that starved the runs behind it.)
     """
     global _hosted_threads
     with _hosting_lock:
-        if run_id in _hosted_runs or _hosted_threads + threads > settings.SYNC["THREADS_PER_WORKER"]:
+        if _hosted_threads + threads > settings.SYNC["THREADS_PER_WORKER"]:
             return False
         _hosted_threads += threads
-        _hosted_runs.add(run_id)
         _stop_hosted_drains_at_exit()
     threading.Thread(target=_hosted_drain, args=(run_id, threads), name=f"drain-run{run_id}").start()
     return True
@@ -102,7 +101,6 @@ def _hosted_drain(run_id: int, threads: int) -> None:
     finally:
         with _hosting_lock:
             _hosted_threads -= threads
-            _hosted_runs.discard(run_id)
         connection.close()
 
 
