@@ -196,7 +196,7 @@ SYNC = {
     "PAGE_SIZE": _positive("SYNC_PAGE_SIZE", env.int, 100, "campaigns asked per list call"),
     "LEASE_SECONDS": _positive("SYNC_LEASE_SECONDS", env.float, 30.0, "seconds a claim lives without a heartbeat"),
     "FAN_OUT": _positive("SYNC_FAN_OUT", env.int, 2, "drain tasks a run is split into, at least 1"),
-    "THREADS_PER_WORKER": _positive("SYNC_THREADS_PER_WORKER", env.int, 200,
+    "THREADS_PER_WORKER": _positive("SYNC_THREADS_PER_WORKER", env.int, 500,
                                     "sync threads one cluster worker process may host, at least 1"),
 }
 
