@@ -86,38 +86,39 @@ def status_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse(overview_json(selectors.status_overview()))
 
 
-@require_POST
-@login_required
-@staff_required
-@permission_required(TRIGGER_PERMISSION, raise_exception=True)
-def account_sync_now(request: HttpRequest, account_id: int) -> HttpResponse:
-    account = get_object_or_404(AdAccount, pk=account_id)
+def trigger_view(view):
+    """A status-page button: a POST by staff allowed to start syncs, answered with a message and the page."""
+    return require_POST(login_required(staff_required(
+        permission_required(TRIGGER_PERMISSION, raise_exception=True)(view))))
+
+
+def start_and_say(request: HttpRequest, start, success: str, details) -> HttpResponse:
+    """Run `start()`; say what started (a link to the run, then `details(run)`) or why it was refused."""
     try:
-        run = services.sync_run_start(account=account, trigger=Trigger.STATUS_PAGE,
-                                      triggered_by=request.user.get_username(), enqueue=True)
+        run = start()
     except services.SyncRefused as refused:
         messages.warning(request, refusal_message(refused))
     else:
-        messages.success(request, format_html("{} started for {}.", run_link(run), account.name))
+        messages.success(request, format_html(success, run_link(run), *details(run)))
     return redirect("campaigns:status")
 
 
-@require_POST
-@login_required
-@staff_required
-@permission_required(TRIGGER_PERMISSION, raise_exception=True)
+@trigger_view
+def account_sync_now(request: HttpRequest, account_id: int) -> HttpResponse:
+    account = get_object_or_404(AdAccount, pk=account_id)
+    return start_and_say(request, lambda: services.sync_run_start(
+        account=account, trigger=Trigger.STATUS_PAGE, triggered_by=request.user.get_username(), enqueue=True,
+    ), "{} started for {}.", lambda run: (account.name,))
+
+
+@trigger_view
 def account_retry_failed(request: HttpRequest, account_id: int) -> HttpResponse:
     """Re-drive the account's dead-letter list: every campaign whose last sync failed."""
     account = get_object_or_404(AdAccount, pk=account_id)
-    try:
-        run = services.account_retry_dead_letter(account=account, trigger=Trigger.STATUS_PAGE,
-                                                 triggered_by=request.user.get_username(), enqueue=True)
-    except services.SyncRefused as refused:
-        messages.warning(request, refusal_message(refused))
-    else:
-        messages.success(request, format_html("{} started to retry the {} failed campaigns of {}.", run_link(run),
-                                              len(run.campaign_filter or []), account.name))
-    return redirect("campaigns:status")
+    return start_and_say(request, lambda: services.account_retry_dead_letter(
+        account=account, trigger=Trigger.STATUS_PAGE, triggered_by=request.user.get_username(), enqueue=True,
+    ), "{} started to retry the {} failed campaigns of {}.",
+        lambda run: (len(run.campaign_filter or []), account.name))
 
 
 @require_safe
