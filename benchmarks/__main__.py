@@ -89,7 +89,7 @@ def main() -> int:
     args = parse_args()
     signal.signal(signal.SIGTERM, _on_term)
     WORK.mkdir(parents=True, exist_ok=True)
-    lock = _one_run_at_a_time()
+    lock = _one_run_at_a_time()  # noqa: F841 - held (open) until this process exits
     backends = "SQLite + django-q2 ORM broker"
     if "scale-out" in args.names:
         pg = run_quietly(["psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "SHOW server_version"]) or "?"

@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -42,7 +43,7 @@ class BenchError(RuntimeError):
 class Proc:
     """A subprocess in its own session with its output in a log file; stop() ends it and its children."""
 
-    _all: list[Proc] = []
+    _all: ClassVar[list[Proc]] = []
 
     def __init__(self, name: str, args: list[str], *, env: dict[str, str], logdir: Path) -> None:
         logdir.mkdir(parents=True, exist_ok=True)
@@ -476,7 +477,7 @@ def machine_line() -> str:
 def commit_line() -> str:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+            return subprocess.run(["git", *args], cwd=ROOT, check=False, capture_output=True, text=True, timeout=30).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             return ""
 

@@ -16,8 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.harness import (
-    PYTHON, WORK, BenchError, FakePlatform, PostgresDatabase, Proc, Row, Sampler, SqliteDatabase, base_env, manage,
-    q_workers, redis_flush, start_cluster,
+    PYTHON,
+    WORK,
+    BenchError,
+    FakePlatform,
+    PostgresDatabase,
+    Proc,
+    Row,
+    Sampler,
+    SqliteDatabase,
+    base_env,
+    manage,
+    q_workers,
+    redis_flush,
+    start_cluster,
 )
 
 PAGE_SIZE = 100  # SYNC_PAGE_SIZE's default and the fake's max_page_size
@@ -422,7 +434,7 @@ def status_page(ctx: Context) -> None:
     ctx.emit(Row("status page", "Django test client, SQLite", f"{runs:,} runs, {runs * per_run:,} attempts, "
                  f"{len(timings)} pages", "-", f"worst p95 {float(worst[2]):.0f} ms ({worst[0].strip()})", "-", "-",
                  "-", f"{mb:.0f} MB ({label})", "p95 < 300 ms on every page", "PASS" if ok else "MISS",
-                 slow or [f"p95s: " + ", ".join(f"{t[0].strip()} {float(t[2]):.0f}" for t in timings)]))
+                 slow or ["p95s: " + ", ".join(f"{t[0].strip()} {float(t[2]):.0f}" for t in timings)]))
 
 
 def _ratio(value: float | None) -> str:
@@ -457,4 +469,4 @@ def check_postgres() -> str | None:
 
 
 def run_quietly(args: list[str]) -> str:
-    return subprocess.run(args, capture_output=True, text=True, timeout=30).stdout.strip()
+    return subprocess.run(args, check=False, capture_output=True, text=True, timeout=30).stdout.strip()
