@@ -23,7 +23,7 @@ test: install
 	$(PY) -m pytest
 
 bench: install
-	$(PY) -m benchmarks $(ARGS)
+	$(PY) -m tests.benchmarks $(ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3* .run tests/artifacts

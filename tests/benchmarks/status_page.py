@@ -1,6 +1,6 @@
 """How fast the people's pages answer with a long history: 1,000 runs and 1,000,000 attempts.
 
-    .venv/bin/python -m benchmarks.status_page [--fresh] [--requests 20]
+    .venv/bin/python -m tests.benchmarks.status_page [--fresh] [--requests 20]
 
 Seeds a database of its own (DATABASE_URL, default sqlite:////tmp/cs-bench.sqlite3;
 seeded once, reused until --fresh), then times the status page, /status.json

@@ -1,7 +1,7 @@
-"""`python -m benchmarks [--only rate-bound,overhead,...] [--quick] [--foreground]` (or `make bench`).
+"""`python -m tests.benchmarks [--only rate-bound,overhead,...] [--quick] [--foreground]` (or `make bench`).
 
 Runs each scenario against the bundled fake platform in its own process,
-prints one row per scenario and appends it to benchmarks/results.md.
+prints one row per scenario and appends it to tests/benchmarks/results.md.
 Exit status 1 when a row misses its target.
 """
 from __future__ import annotations
@@ -16,14 +16,14 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks.harness import WORK, BenchError, Proc, Row, cleanup, commit_line, machine_line
-from benchmarks.scenarios import SCENARIOS, Context, check_postgres, run_quietly
+from tests.benchmarks.harness import WORK, BenchError, Proc, Row, cleanup, commit_line, machine_line
+from tests.benchmarks.scenarios import SCENARIOS, Context, check_postgres, run_quietly
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
 
 PREAMBLE = """# Benchmark results
 
-Appended by `python -m benchmarks` (`make bench`); newest at the bottom. See benchmarks/README.md.
+Appended by `python -m tests.benchmarks` (`make bench`); newest at the bottom. See tests/benchmarks/README.md.
 
 - **Wall time** is read from the database: a run's `created_at` (when it was queued) to its
   `finished_at`; for a fleet, the first run's `created_at` to the last run's `finished_at`.
@@ -43,7 +43,7 @@ Appended by `python -m benchmarks` (`make bench`); newest at the bottom. See ben
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help=f"comma-separated scenarios out of: {', '.join(SCENARIOS)}")
     parser.add_argument("--quick", action="store_true",
                         help="smaller sizes for a smoke run (latency-bound 200, overhead 2,000, growth to 10,000, "
@@ -100,7 +100,7 @@ def main() -> int:
         f"\n## {time.strftime('%Y-%m-%d %H:%M %Z')} · commit {commit_line()}",
         "",
         f"Machine: {machine_line()}. Storage/broker: {backends}.",
-        f"Command: `python -m benchmarks {' '.join(shlex.quote(a) for a in sys.argv[1:])}`".rstrip() + "  ",
+        f"Command: `python -m tests.benchmarks {' '.join(shlex.quote(a) for a in sys.argv[1:])}`".rstrip() + "  ",
         f"Logs: {WORK}/",
         "",
         _line(Row.HEADER),

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 WORK = Path(os.environ.get("BENCH_WORKDIR", "/tmp/campaign-sync-bench"))
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.harness import (
+from tests.benchmarks.harness import (
     PYTHON,
     WORK,
     BenchError,
@@ -190,7 +190,7 @@ def run_fleet(ctx: Context, name: str, *, accounts: int, campaigns: int, rate_li
         for index in range(clusters):
             start_cluster(f"qcluster-{index}", env=env, logdir=logdir, sampler=sampler)
         fake.reset()
-        setup = Proc("fleet-setup", [PYTHON, "-m", "benchmarks.fleet_setup", "--accounts", str(accounts),
+        setup = Proc("fleet-setup", [PYTHON, "-m", "tests.benchmarks.fleet_setup", "--accounts", str(accounts),
                                      "--url", fake.url, "--rate-limit", rate_limit], env=env, logdir=logdir)
         sampler.watch(setup, "syncer")
         if setup.wait(300) != 0:
@@ -236,7 +236,7 @@ def run_fleet(ctx: Context, name: str, *, accounts: int, campaigns: int, rate_li
 
 def _fleet_timeline(db, runs: list[dict], window: float) -> list[str]:
     """When the runs' first syncs started and when the runs ended, from the first enqueue."""
-    from benchmarks.harness import _parse_dt
+    from tests.benchmarks.harness import _parse_dt
 
     if not runs:
         return []
@@ -413,7 +413,7 @@ def status_page(ctx: Context) -> None:
     env = base_env(database_url=f"sqlite:///{database}", platform_url="http://127.0.0.1:1")
     sampler = Sampler().start()
     try:
-        proc = Proc("status_page", [PYTHON, "-m", "benchmarks.status_page", "--runs", str(runs),
+        proc = Proc("status_page", [PYTHON, "-m", "tests.benchmarks.status_page", "--runs", str(runs),
                                     "--campaigns", str(per_run)], env=env, logdir=logdir)
         sampler.watch(proc, "syncer")
         code = proc.wait(3600)
@@ -458,7 +458,7 @@ def check_postgres() -> str | None:
         import psycopg
         import redis
 
-        from benchmarks.harness import PG_URL, REDIS_URL
+        from tests.benchmarks.harness import PG_URL, REDIS_URL
 
         with psycopg.connect(f"{PG_URL}/postgres", connect_timeout=5):
             pass

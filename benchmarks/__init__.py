@@ -1,1 +1,0 @@
-"""Benchmarks run by hand: `.venv/bin/python -m benchmarks.<name>`."""
