@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_BUDGET = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s\s*$")
+_BUDGET = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?|\.\d+)\s*s?\s*$")  # the "s" may be left out
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ def parse_budget(text: str | None) -> RateBudget | None:
 
     Raises ValueError with a message that says what is expected.
     """
-    if text is None or text.strip().lower() in ("", "none", "off", "0"):
+    if text is None or text.strip().lower() in ("", "none", "off", "0", "unlimited"):
         return None
     match = _BUDGET.match(text)
     if not match or int(match.group(1)) < 1 or float(match.group(2)) <= 0:

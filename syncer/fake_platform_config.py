@@ -41,49 +41,34 @@ padded). 20 of the 100 reference campaigns are hostile.
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
-import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
+from syncer.budget import parse_budget
+
 RETRY_AFTER_MODES = ("header", "body", "both", "neither")
 MALFORMED_LIST_MODES = ("truncated_json", "data_not_list", "no_pagination", "html")
 
-_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d*)?|\.\d+)\s*s?\s*$", re.IGNORECASE)
 
 
 def parse_rate_limit(text):
     """``"10/60s"`` -> ``(10, 60.0)``: N calls per sliding window of W seconds.
 
-    ``None``, ``""`` and ``"none"`` (any case) mean no limit and give ``None``.
-    A ``(n, w)`` tuple is validated and passed through. Anything else raises
-    ``ValueError`` saying what is expected.
+    The same notation as the syncer's budgets (``syncer.budget``): ``None``,
+    ``""`` and ``"none"`` mean no limit and give ``None``; a ``(n, w)`` tuple
+    is accepted too. Anything else raises ``ValueError`` saying what is expected.
     """
-    if text is None:
-        return None
     if isinstance(text, (tuple, list)) and len(text) == 2:
-        calls, window = text
-    elif isinstance(text, str):
-        if text.strip().lower() in ("", "none", "off", "unlimited"):
-            return None
-        match = _RATE_RE.match(text)
-        if not match:
-            raise ValueError(
-                f"invalid rate limit {text!r}: expected 'N/Ws', N calls per W seconds "
-                "(e.g. '10/60s', '10/6s', '3/0.5s'), or 'none' for no limit"
-            )
-        calls, window = match.group(1), match.group(2)
-    else:
+        text = f"{text[0]}/{text[1]}s"
+    if text is not None and not isinstance(text, str):
         raise ValueError(f"invalid rate limit {text!r}: expected a string like '10/60s' or None")
     try:
-        calls, window = int(calls), float(window)
-    except (TypeError, ValueError):
-        raise ValueError(f"invalid rate limit {text!r}: N must be an int and W a number") from None
-    if calls < 1 or not (window > 0) or math.isinf(window):
-        raise ValueError(f"invalid rate limit {text!r}: need N >= 1 calls and a window W > 0 seconds")
-    return calls, window
+        budget = parse_budget(text)
+    except ValueError as error:
+        raise ValueError(f"invalid rate limit: {error}") from None
+    return None if budget is None else (budget.calls, budget.window_seconds)
 
 
 def format_rate_limit(parsed):
