@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun
 from syncer.client import CallStats, PlatformClient, PlatformError
-from syncer.recording import outcome_record
+from syncer.recording import CALL_COUNTERS, outcome_record
 from syncer.writes import write_transaction
 
 log = logging.getLogger(__name__)
@@ -115,11 +115,8 @@ def attempt_complete(*, attempt: SyncAttempt, outcome: Outcome) -> bool:
 
 
 def counter_increments(stats: CallStats) -> dict:
-    return {
-        "requests": F("requests") + stats.requests, "retries": F("retries") + stats.retries,
-        "rate_limited": F("rate_limited") + stats.rate_limited, "server_errors": F("server_errors") + stats.server_errors,
-        "timeouts": F("timeouts") + stats.timeouts, "pages": F("pages") + stats.pages,
-    }
+    """The run's call counters, each raised by what `stats` cost (an UPDATE with F() expressions)."""
+    return {name: F(name) + getattr(stats, name) for name in CALL_COUNTERS}
 
 
 def unfinished_attempts(run_id: int):

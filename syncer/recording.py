@@ -15,12 +15,12 @@ from campaigns.models import AttemptStatus, Campaign, SyncAttempt, SyncRun
 from syncer.client import CallStats, PlatformError
 from syncer.writes import write_transaction
 
-_COUNTERS = ("requests", "retries", "rate_limited", "server_errors", "timeouts", "pages")
+CALL_COUNTERS = ("requests", "retries", "rate_limited", "server_errors", "timeouts", "pages")
 
 
 def _sql() -> dict[str, str]:
     attempts, runs, campaigns = (model._meta.db_table for model in (SyncAttempt, SyncRun, Campaign))
-    counters = ", ".join(f"{name} = {name} + %s" for name in _COUNTERS)
+    counters = ", ".join(f"{name} = {name} + %s" for name in CALL_COUNTERS)
     return {
         "attempt": f"UPDATE {attempts} SET status = %s, tries = tries + %s, http_status = %s, error_category = %s, "
                    f"message = %s, latency_ms = %s, finished_at = %s, lease_expires_at = NULL "
@@ -46,7 +46,7 @@ def outcome_record(*, attempt: SyncAttempt, error: PlatformError | None, stats: 
         if cursor.rowcount != 1:
             return False
         cursor.execute(sql["run"], [int(succeeded), int(not succeeded),
-                                    *(getattr(stats, name) for name in _COUNTERS), attempt.run_id])
+                                    *(getattr(stats, name) for name in CALL_COUNTERS), attempt.run_id])
         if attempt.campaign_id and succeeded:
             cursor.execute(sql["synced"], [finished_at, attempt.campaign_id])
         elif attempt.campaign_id:
