@@ -27,5 +27,6 @@ def decrypt(token: str) -> str:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as error:
         raise ImproperlyConfigured(
-            "an account password cannot be decrypted: SECRET_KEY changed since it was saved; enter it again in the admin"
+            "an account password cannot be decrypted: SECRET_KEY changed since it was saved; "
+            "enter it again in the admin"
         ) from error

@@ -143,7 +143,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file (not memory) so that cluster subprocesses share it;
     # one per test process, so two test runs in one checkout never collide.
     DATABASES["default"].setdefault("TEST", {})
-    DATABASES["default"]["TEST"].setdefault("NAME", str(Path(tempfile.gettempdir()) / f"campaign-sync-test-{os.getpid()}.sqlite3"))
+    _test_db = Path(tempfile.gettempdir()) / f"campaign-sync-test-{os.getpid()}.sqlite3"
+    DATABASES["default"]["TEST"].setdefault("NAME", str(_test_db))
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

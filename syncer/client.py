@@ -294,7 +294,8 @@ class PlatformClient:
     def _request_token(self, stats: CallStats) -> tuple[str, float]:
         response = self._http("POST", "/auth/token", stats, {"Authorization": f"Basic {self._basic}"})
         if response.status_code == 401:
-            raise PlatformError(AUTH, "the platform rejected the account's credentials (email or password; 401 on /auth/token); "
+            raise PlatformError(AUTH, "the platform rejected the account's credentials "
+                                      "(email or password; 401 on /auth/token); "
                                       "fix AD_PLATFORM_EMAIL / AD_PLATFORM_PASSWORD or the account in the admin",
                                 http_status=401, fatal=True)
         body = self._json(response, stats)

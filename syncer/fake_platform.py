@@ -73,11 +73,28 @@ from functools import lru_cache
 
 from aiohttp import web
 
-from syncer.fake_platform_config import (BAD_ROW_KINDS, HOSTILE_KINDS, PRESETS, FakePlatformConfig, base_campaign,
-                                          bad_row, hostile_row, iso_now, parse_rate_limit, unit)
+from syncer.fake_platform_config import (
+    BAD_ROW_KINDS,
+    HOSTILE_KINDS,
+    PRESETS,
+    FakePlatformConfig,
+    bad_row,
+    base_campaign,
+    hostile_row,
+    iso_now,
+    parse_rate_limit,
+    unit,
+)
 
-__all__ = ["FakePlatform", "FakePlatformConfig", "parse_rate_limit", "PRESETS", "FAKE_SECRET",
-           "BAD_ROW_KINDS", "HOSTILE_KINDS"]
+__all__ = [
+    "BAD_ROW_KINDS",
+    "FAKE_SECRET",
+    "HOSTILE_KINDS",
+    "PRESETS",
+    "FakePlatform",
+    "FakePlatformConfig",
+    "parse_rate_limit",
+]
 
 FAKE_SECRET = "sk_live_FAKE51HxQ9dEADBEEFc0ffee"  # appears in 500 bodies; must never reach a page
 _CAMPAIGN_ID = re.compile(r"^campaign_([1-9][0-9]{0,17})$")
@@ -245,7 +262,7 @@ class FakePlatform:
             self._loop = loop
             try:
                 loop.run_until_complete(self._serve(host, port, lambda url: ready.set(), False))
-            except BaseException as exc:  # noqa: BLE001 - reported to start()
+            except BaseException as exc:
                 errors.append(exc)
             finally:
                 ready.set()
@@ -348,7 +365,7 @@ class FakePlatform:
         try:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     @web.middleware

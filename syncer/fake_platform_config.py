@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from syncer.budget import parse_budget
@@ -273,7 +273,7 @@ BAD_ROW_KINDS = ("missing_id", "int_id", "empty_id", "not_object", "null_name", 
 
 
 def iso_now(dt=None):
-    dt = dt or datetime.now(timezone.utc)
+    dt = dt or datetime.now(UTC)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -282,7 +282,7 @@ def base_campaign(seed, i):
     rng = random.Random(f"{seed}:campaign:{i}")
     impressions = rng.randrange(1_000, 50_000)
     clicks = rng.randrange(10, impressions // 20)
-    created = datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=rng.randrange(365 * 86400))
+    created = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(365 * 86400))
     return {"id": f"campaign_{i}", "name": f"Campaign {i} {rng.choice(_ADJ)} {rng.choice(_NOUN)}",
             "status": rng.choice(STATUSES), "budget": rng.randrange(5, 101) * 100, "impressions": impressions,
             "clicks": clicks, "conversions": rng.randrange(0, clicks // 10 + 1), "created_at": iso_now(created)}
@@ -297,7 +297,7 @@ def unit(seed, purpose, i):
 def hostile_row(row, i):
     kind = HOSTILE_KINDS[(i // 5 - 1) % len(HOSTILE_KINDS)]
     if kind == "emoji":
-        row["name"] = f"Campaign {i} \U0001F680 Été – 日本語 ✓ \u200f\U0001F600"
+        row["name"] = f"Campaign {i} \U0001F680 Été – 日本語 ✓ \u200f\U0001F600"  # noqa: RUF001 (a hostile name on purpose)
     elif kind == "sql":
         row["name"] = f"Campaign {i}'); DROP TABLE campaigns; --"
     elif kind == "html":

@@ -14,7 +14,6 @@ from syncer.budget import RateBudget
 from syncer.client import Limiter, NoLimit
 from syncer.writes import writer_turn
 
-
 LATE_SECONDS = 0.02  # a call leaving later than this after taking its slot moves the slot's time
 
 
@@ -25,7 +24,7 @@ class SlotPermit:
     departure would free up too early and earn a 429.
     """
 
-    def __init__(self, limiter: "DatabaseLimiter", slot_id: int, taken_at: float) -> None:
+    def __init__(self, limiter: DatabaseLimiter, slot_id: int, taken_at: float) -> None:
         self.limiter, self.slot_id, self.taken_at = limiter, slot_id, taken_at
 
     def sending(self) -> None:

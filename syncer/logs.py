@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _run_id: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="-")
 
@@ -98,7 +98,7 @@ class TextFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "run_id": getattr(record, "run_id", "-"),

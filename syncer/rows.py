@@ -8,7 +8,7 @@ id or name, a field missing, a value of the wrong kind or out of range.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from django.utils.dateparse import parse_datetime
@@ -127,7 +127,7 @@ def _timestamp(value: object) -> datetime | None:
         parsed = None
     if parsed is None:
         raise BadRow(f"created_at is {_kind(value)}, expected an ISO 8601 time")
-    return make_aware(parsed, timezone.utc) if is_naive(parsed) else parsed
+    return make_aware(parsed, UTC) if is_naive(parsed) else parsed
 
 
 def _kind(value: object) -> str:

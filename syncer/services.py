@@ -19,7 +19,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import (
-    ACTIVE_RUN_STATUSES, AdAccount, AttemptStatus, Campaign, RunStatus, SyncAttempt, SyncRun,
+    ACTIVE_RUN_STATUSES,
+    AdAccount,
+    AttemptStatus,
+    Campaign,
+    RunStatus,
+    SyncAttempt,
+    SyncRun,
 )
 from syncer import drain
 from syncer.accounts import client_for, client_settings_for

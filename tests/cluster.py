@@ -16,7 +16,8 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 # The same scaled-down timings as the `fast_sync` fixture, plus short leases
 # so that a killed worker's claims are taken over within seconds.
 CLUSTER_ENV = {
-    "SYNC_REQUEST_TIMEOUT": "0.5", "SYNC_CONNECT_TIMEOUT": "0.5", "SYNC_MAX_ATTEMPTS": "5", "SYNC_MAX_WAIT": "10", "SYNC_MAX_OUTAGE": "20",
+    "SYNC_REQUEST_TIMEOUT": "0.5", "SYNC_CONNECT_TIMEOUT": "0.5", "SYNC_MAX_ATTEMPTS": "5", "SYNC_MAX_WAIT": "10",
+    "SYNC_MAX_OUTAGE": "20",
     "SYNC_BACKOFF_BASE": "0.05", "SYNC_BACKOFF_CAP": "0.5", "SYNC_LEASE_SECONDS": "2", "SYNC_PAGE_SIZE": "100",
     "Q_WORKERS": "2", "Q_TIMEOUT": "60", "LOG_LEVEL": "info",
 }

@@ -40,7 +40,8 @@ def fake_platform():
 def fast_sync(settings):
     """Retry and timeout settings scaled down so faults resolve in seconds."""
     settings.SYNC = {**settings.SYNC, "REQUEST_TIMEOUT": 0.5, "CONNECT_TIMEOUT": 0.5, "MAX_ATTEMPTS": 5,
-                     "MAX_WAIT": 10.0, "MAX_OUTAGE": 20.0, "BACKOFF_BASE": 0.05, "BACKOFF_CAP": 0.5, "LEASE_SECONDS": 30.0,
+                     "MAX_WAIT": 10.0, "MAX_OUTAGE": 20.0, "BACKOFF_BASE": 0.05, "BACKOFF_CAP": 0.5,
+                     "LEASE_SECONDS": 30.0,
                      "CONCURRENCY": 10, "PAGE_SIZE": 100}
     return settings.SYNC
 

@@ -15,7 +15,10 @@ from tests.queue import queued_tasks
 pytest.register_assert_rewrite("tests.people_fixtures")  # it is a plugin too (below): rewrite before importing
 
 from tests.people_fixtures import (  # noqa: E402
-    make_active_run, make_campaigns, make_finished_run, make_offline_account,
+    make_active_run,
+    make_campaigns,
+    make_finished_run,
+    make_offline_account,
 )
 
 pytest_plugins = ["tests.people_fixtures"]  # client_as, private_cache, cluster_heartbeat

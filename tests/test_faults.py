@@ -61,7 +61,7 @@ def captured_logs():
     loggers[0].addHandler(handler)
     yield stream
     loggers[0].removeHandler(handler)
-    for logger, level in zip(loggers, levels):
+    for logger, level in zip(loggers, levels, strict=False):
         logger.setLevel(level)
 
 
@@ -93,7 +93,7 @@ class Background:
     def _run(self, target: Callable[[], object]) -> None:
         try:
             self.value = target()
-        except BaseException as error:  # noqa: BLE001 - handed to the test thread by result()
+        except BaseException as error:
             self.error = error
         finally:
             connection.close()
@@ -121,7 +121,8 @@ def failures(run: SyncRun) -> str:
 
 
 def synced_ids(run: SyncRun) -> set[str]:
-    return set(SyncAttempt.objects.filter(run=run, status=AttemptStatus.SUCCEEDED).values_list("platform_id", flat=True))
+    succeeded = SyncAttempt.objects.filter(run=run, status=AttemptStatus.SUCCEEDED)
+    return set(succeeded.values_list("platform_id", flat=True))
 
 
 def assert_all_synced(run: SyncRun, platform) -> None:

@@ -137,7 +137,7 @@ def main() -> int:
                 continue
             try:
                 SCENARIOS[name](ctx)
-            except Exception as error:  # noqa: BLE001 - one scenario's failure is its row, the others still run
+            except Exception as error:
                 traceback.print_exc()
                 kind = "" if isinstance(error, BenchError) else f"{type(error).__name__}: "
                 emit(Row(name, "-", "-", "-", "-", "-", "-", "-", "-", "-", "MISS (benchmark error)",

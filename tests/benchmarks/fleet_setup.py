@@ -1,6 +1,7 @@
 """Create the fleet's accounts and queue one run each on the cluster, as the admin or a schedule would.
 
-    DATABASE_URL=... python -m tests.benchmarks.fleet_setup --accounts 100 --url http://127.0.0.1:PORT --rate-limit 10/6s
+    DATABASE_URL=... python -m tests.benchmarks.fleet_setup --accounts 100 \
+        --url http://127.0.0.1:PORT --rate-limit 10/6s
 
 Run by the benchmark in a subprocess with the scenario's environment (its
 database, broker and queue name). Prints one JSON line: the run ids.

@@ -285,7 +285,7 @@ class Database:
         rows = self._query(f"SELECT {', '.join(RUN_COLUMNS)} FROM campaigns_syncrun ORDER BY id")
         runs = []
         for row in rows:
-            run = dict(zip(RUN_COLUMNS, row))
+            run = dict(zip(RUN_COLUMNS, row, strict=False))
             for key in ("created_at", "started_at", "prepared_at", "finished_at"):
                 run[key] = _parse_dt(run[key])
             runs.append(run)
@@ -477,7 +477,8 @@ def machine_line() -> str:
 def commit_line() -> str:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, check=False, capture_output=True, text=True, timeout=30).stdout.strip()
+            result = subprocess.run(["git", *args], cwd=ROOT, check=False, capture_output=True, text=True, timeout=30)
+            return result.stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             return ""
 

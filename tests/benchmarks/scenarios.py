@@ -205,7 +205,7 @@ def run_fleet(ctx: Context, name: str, *, accounts: int, campaigns: int, rate_li
                 runs = db.runs()
                 if postgres:
                     most_connections = max(most_connections, db.connections())
-            except Exception as error:  # noqa: BLE001 - e.g. the server's connection slots are all taken
+            except Exception as error:
                 read_errors.append(f"{type(error).__name__}: {str(error).strip().splitlines()[-1][:120]}")
                 time.sleep(1.0)
                 continue
@@ -463,7 +463,7 @@ def check_postgres() -> str | None:
         with psycopg.connect(f"{PG_URL}/postgres", connect_timeout=5):
             pass
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
-    except Exception as error:  # noqa: BLE001 - reported in the row
+    except Exception as error:
         return f"{type(error).__name__}: {error}"
     return None
 

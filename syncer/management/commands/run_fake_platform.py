@@ -12,8 +12,7 @@ from dataclasses import fields
 from django.core.management.base import BaseCommand, CommandError
 
 from syncer.fake_platform import FakePlatform
-from syncer.fake_platform_config import (KNOB_HELP, MALFORMED_LIST_MODES, PRESETS, RETRY_AFTER_MODES,
-                                         FakePlatformConfig)
+from syncer.fake_platform_config import KNOB_HELP, MALFORMED_LIST_MODES, PRESETS, RETRY_AFTER_MODES, FakePlatformConfig
 
 
 def _optional_float(text):
@@ -38,7 +37,7 @@ def add_knob_arguments(parser):
         elif knob.name == "retry_after_mode":
             kwargs["choices"] = RETRY_AFTER_MODES
         elif knob.name == "malformed_list":
-            kwargs["choices"] = ("none",) + MALFORMED_LIST_MODES
+            kwargs["choices"] = ("none", *MALFORMED_LIST_MODES)
         elif knob.name == "retry_after_override":
             kwargs["type"] = _optional_float
         elif isinstance(default, int) and knob.name != "token_lifetime":

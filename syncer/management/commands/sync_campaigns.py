@@ -33,7 +33,8 @@ class Command(BaseCommand):
                             help="sync only this platform campaign id (repeatable)")
         parser.add_argument("--retry-failed", metavar="RUN_ID", nargs="?", const="latest",
                             help="sync again exactly the campaigns that failed in RUN_ID (default: the latest run)")
-        parser.add_argument("--concurrency", type=int, metavar="N", help="parallel sync calls (default SYNC_CONCURRENCY)")
+        parser.add_argument("--concurrency", type=int, metavar="N",
+                            help="parallel sync calls (default SYNC_CONCURRENCY)")
         parser.add_argument("--async", action="store_true", dest="background",
                             help="queue the run on the task cluster (manage.py qcluster), print its id and return")
         parser.add_argument("--wait", action="store_true",
