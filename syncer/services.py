@@ -154,8 +154,9 @@ def run_execute(*, run_id: int, threads: int | None = None) -> SyncRun:
     """Prepare and drain a run in this process, to the end."""
     if run_prepare(run_id=run_id):
         run = SyncRun.objects.get(pk=run_id)
-        run_drain(run_id=run_id, threads=threads or run.concurrency)
-    drain.patiently(run_finish_if_done, run_id=run_id)
+        run_drain(run_id=run_id, threads=threads or run.concurrency)  # ends by finishing the run
+    else:
+        drain.patiently(run_finish_if_done, run_id=run_id)
     return drain.patiently(SyncRun.objects.get, pk=run_id)
 
 
