@@ -134,7 +134,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Many threads and processes write at once: WAL lets readers go on, the
     # busy timeout makes writers wait their turn, and IMMEDIATE transactions
     # take the write lock up front so no transaction fails half-way with
-    # "database is locked".
+    # "database is locked". Our backend hands the write lock over between
+    # threads and processes at once, instead of through the busy timeout.
+    DATABASES["default"]["ENGINE"] = "syncer.sqlite_backend"
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",

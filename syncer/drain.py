@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun
 from syncer.client import CallStats, PlatformClient, PlatformError
 from syncer.recording import CALL_COUNTERS, outcome_record
-from syncer.writes import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ def attempts_claim(*, run_id: int, worker: str, limit: int = 1) -> list[SyncAtte
     costs the same at the start of a run of 100,000 as at its end.
     """
     now = timezone.now()
-    with write_transaction():  # on SQLite an IMMEDIATE transaction: one claimer at a time
+    with transaction.atomic():  # on SQLite an IMMEDIATE transaction: one claimer at a time
         attempts = _claimable(run_id, Q(status=AttemptStatus.PENDING), limit)
         if len(attempts) < limit:
             lapsed = Q(status=AttemptStatus.RUNNING, lease_expires_at__lt=now)

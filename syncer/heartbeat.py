@@ -11,11 +11,10 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from campaigns.models import AttemptStatus, SyncAttempt, SyncRun
-from syncer.writes import write_transaction
 
 
 def lease_seconds() -> float:
@@ -23,7 +22,7 @@ def lease_seconds() -> float:
 
 
 def beat(*, run_id: int, claim_prefix: str | None) -> None:
-    with write_transaction():
+    with transaction.atomic():
         _beat(run_id=run_id, claim_prefix=claim_prefix)
 
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import connection
+from django.db import connection, transaction
 
 from campaigns.models import AttemptStatus, Campaign, SyncAttempt, SyncRun
 from syncer.client import CallStats, PlatformError
-from syncer.writes import write_transaction
 
 CALL_COUNTERS = ("requests", "retries", "rate_limited", "server_errors", "timeouts", "pages")
 
@@ -37,7 +36,7 @@ def outcome_record(*, attempt: SyncAttempt, error: PlatformError | None, stats: 
     """Write the outcome unless the claim is no longer ours; True when it was written."""
     sql, succeeded = _sql(), error is None
     finished_at = connection.ops.adapt_datetimefield_value(now)
-    with write_transaction(), connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql["attempt"], [
             AttemptStatus.SUCCEEDED if succeeded else AttemptStatus.FAILED, 1 + stats.retries, stats.last_status,
             "" if succeeded else error.category, "" if succeeded else error.message[:500], latency_ms, finished_at,

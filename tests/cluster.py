@@ -26,7 +26,7 @@ CLUSTER_ENV = {
 def test_database_url() -> str:
     """The URL of the database this test session uses (pytest-django's test database)."""
     db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
+    if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
     auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
     host = db["HOST"] or "localhost"
