@@ -36,7 +36,7 @@ MAX_PAGES = 100_000  # a platform that never stops saying has_more still ends
 
 
 class Permit(Protocol):
-    def sending(self) -> None: ...
+    def sent(self, at: float) -> None: ...  # the call left at `at` (time.time()); told once it is over
 
 
 class Limiter(Protocol):
@@ -44,7 +44,7 @@ class Limiter(Protocol):
 
 
 class _FreePermit:
-    def sending(self) -> None:
+    def sent(self, at: float) -> None:
         return None
 
 
@@ -312,16 +312,16 @@ class PlatformClient:
     def _send(self, method: str, path: str, stats: CallStats, token: str, **kwargs: Any) -> dict:
         permit = self.limiter.acquire()  # every /api/* call, retries included, spends budget
         headers = {"Authorization": f"Bearer {token}", "X-Client-ID": self.settings.client_id}
-        permit.sending()
-        response = self._http(method, path, stats, headers, **kwargs)
+        response = self._http(method, path, stats, headers, permit=permit, **kwargs)
         if response.status_code == 401:
             raise PlatformError(AUTH, "the platform rejected the token (401)", http_status=401)
         return self._json(response, stats)
 
-    def _http(self, method: str, path: str, stats: CallStats, headers: dict, **kwargs: Any) -> requests.Response:
+    def _http(self, method: str, path: str, stats: CallStats, headers: dict, *,
+              permit: Permit | None = None, **kwargs: Any) -> requests.Response:
         stats.requests += 1
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
-        started = time.monotonic()
+        started, sent_at = time.monotonic(), time.time()
         try:
             response = self.session.request(method, self.base_url + path, headers=headers, timeout=timeout,
                                             proxies=self._proxies, **kwargs)
@@ -332,6 +332,9 @@ class PlatformClient:
         except requests.RequestException:
             raise PlatformError(NETWORK, f"could not reach the platform at {self.base_url} "
                                          "(connection refused or reset)", retryable=True) from None
+        finally:
+            if permit is not None:
+                permit.sent(sent_at)
         self._reached = True
         stats.last_status = response.status_code
         stats.last_latency_ms = int((time.monotonic() - started) * 1000)
