@@ -5,9 +5,10 @@ inside the cluster's timeout. A drain is I/O-bound (it mostly waits on the
 platform and on the rate budget), so a drain task does not hold a worker
 process for the run's length: it hosts the run's drain threads in the
 worker process and returns, and the worker takes the next task. That lets
-four workers carry a hundred accounts side by side. When a process hosts
-its share of threads already, the task drains in the foreground for one
-time slice and queues its own continuation.
+four workers carry a hundred accounts side by side. The prepare task does
+the same and starts draining as soon as the run is prepared. When a process
+hosts its share of threads already, the task works in the foreground (a
+drain for one time slice, then it queues its own continuation).
 """
 from __future__ import annotations
 
@@ -47,17 +48,39 @@ def prepare_enqueue(run_id: int) -> None:
 
 
 def run_prepare_task(run_id: int) -> None:
+    """Prepare the run and start draining it here at once; the other drain tasks go to the queue.
+
+    Draining where the run was prepared means a run does not wait for its
+    drain tasks to come up through a queue that may hold a hundred other
+    runs' prepares.
+    """
+    tasks, threads = fan_out_shape(SyncRun.objects.get(pk=run_id))
+    if _host(run_id, threads, lambda: _prepare_and_drain(run_id, tasks, threads)):
+        return
     if services.run_prepare(run_id=run_id):
         run_fan_out(run_id)
     else:
         services.run_finish_if_done(run_id=run_id)
 
 
+def _prepare_and_drain(run_id: int, tasks: int, threads: int) -> None:
+    if not services.run_prepare(run_id=run_id):
+        services.run_finish_if_done(run_id=run_id)
+        return
+    for index in range(1, tasks):
+        drain_enqueue(run_id, threads, index)
+    services.run_drain(run_id=run_id, threads=threads, stop=_stopping)
+
+
+def fan_out_shape(run: SyncRun) -> tuple[int, int]:
+    """How the run's concurrency is split: so many drain tasks of so many threads each."""
+    tasks = max(1, min(settings.SYNC["FAN_OUT"], run.concurrency))
+    return tasks, math.ceil(run.concurrency / tasks)
+
+
 def run_fan_out(run_id: int) -> None:
     """Split the run's concurrency over several drain tasks, so several workers and hosts share it."""
-    run = SyncRun.objects.get(pk=run_id)
-    tasks = max(1, min(settings.SYNC["FAN_OUT"], run.concurrency))
-    threads = math.ceil(run.concurrency / tasks)
+    tasks, threads = fan_out_shape(SyncRun.objects.get(pk=run_id))
     with bind_run(run_id):
         log.info("fanning out: %s drain tasks x %s threads", tasks, threads)
     for index in range(tasks):
@@ -70,16 +93,16 @@ def drain_enqueue(run_id: int, threads: int, index: int = 0) -> None:
 
 
 def run_drain_task(run_id: int, threads: int) -> None:
-    if not _host_drain(run_id, threads):
+    if not _host(run_id, threads, lambda: services.run_drain(run_id=run_id, threads=threads, stop=_stopping)):
         _drain_one_slice(run_id, threads)
 
 
-def _host_drain(run_id: int, threads: int) -> bool:
-    """Start the drain in threads of this worker process, if it has room; they outlive the task.
+def _host(run_id: int, threads: int, work) -> bool:
+    """Run `work()` in a thread of this worker process, if it has room for `threads` more; it outlives the task.
 
-    (Working a run's second drain in the foreground would spread one run
-    over more cores, but it holds a worker for the run's length: with a
-    hundred accounts queued, that starved the runs behind it.)
+    (Working a run in the foreground would spread one run over more cores,
+    but it holds a worker for the run's length: with a hundred accounts
+    queued, that starved the runs behind it.)
     """
     global _hosted_threads
     with _hosting_lock:
@@ -87,14 +110,14 @@ def _host_drain(run_id: int, threads: int) -> bool:
             return False
         _hosted_threads += threads
         _stop_hosted_drains_at_exit()
-    threading.Thread(target=_hosted_drain, args=(run_id, threads), name=f"drain-run{run_id}").start()
+    threading.Thread(target=_hosted, args=(run_id, threads, work), name=f"drain-run{run_id}").start()
     return True
 
 
-def _hosted_drain(run_id: int, threads: int) -> None:
+def _hosted(run_id: int, threads: int, work) -> None:
     global _hosted_threads
     try:
-        services.run_drain(run_id=run_id, threads=threads, stop=_stopping)
+        work()
     except Exception:  # the watchdog resumes the run; the log says why this drain ended
         with bind_run(run_id):
             log.exception("a drain stopped on an unexpected error")
