@@ -148,8 +148,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     _test_db = Path(tempfile.gettempdir()) / f"campaign-sync-test-{os.getpid()}.sqlite3"
     DATABASES["default"]["TEST"].setdefault("NAME", str(_test_db))
 else:
+    # A worker process hosts hundreds of drain threads; each takes a
+    # connection from the process's pool for one step and gives it back
+    # (syncer/connections.py), so two clusters stay well under the server's
+    # max_connections.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": _positive("DATABASE_POOL_SIZE", env.int, 8, "a whole number of connections per process, e.g. 8"),
+        "timeout": 120,  # as long as a worker waits out a database restart
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun
 from syncer.client import CallStats, PlatformClient, PlatformError
+from syncer.connections import connection_release
 from syncer.recording import CALL_COUNTERS, outcome_record
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,8 @@ def patiently(step, *args, **kwargs):
             connection.close()
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+        finally:
+            connection_release()  # the thread now waits on the platform or the budget, not the database
 
 
 def _others_still_working(run_id: int) -> bool:

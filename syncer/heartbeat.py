@@ -15,6 +15,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from campaigns.models import AttemptStatus, SyncAttempt, SyncRun
+from syncer.connections import connection_release
 
 
 def lease_seconds() -> float:
@@ -37,9 +38,10 @@ def _beat(*, run_id: int, claim_prefix: str | None) -> None:
 
 @contextmanager
 def heartbeat(*, run_id: int, claim_prefix: str | None = None):
-    """Beat now and every third of a lease until the block ends."""
+    """Beat now and every third of a lease until the block ends (a long block that waits on other things)."""
     stop = threading.Event()
     beat(run_id=run_id, claim_prefix=claim_prefix)
+    connection_release()
 
     def loop() -> None:
         try:
@@ -48,6 +50,8 @@ def heartbeat(*, run_id: int, claim_prefix: str | None = None):
                     beat(run_id=run_id, claim_prefix=claim_prefix)
                 except DatabaseError:  # a database restart: beat again next time
                     connection.close()
+                finally:
+                    connection_release()
         finally:
             connection.close()
 

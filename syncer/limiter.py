@@ -21,6 +21,7 @@ from django.db import DatabaseError, connection, transaction
 
 from syncer.budget import RateBudget
 from syncer.client import Limiter, NoLimit
+from syncer.connections import connection_release
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,11 @@ class DatabaseLimiter:
             slot_id, last_used = self._oldest_slot()
             wait = last_used + self.budget.window_seconds + self.margin - time.time()
             if wait > 0:
+                connection_release()
                 time.sleep(wait)
                 continue
             taken_at = self._take(slot_id, last_used)
+            connection_release()
             if taken_at is not None:
                 return SlotPermit(self, slot_id, taken_at)
 
@@ -81,6 +84,8 @@ class DatabaseLimiter:
             self._move(slot_id, taken_at, sent_at)
         except DatabaseError as error:
             log.warning("could not re-date a rate slot (%s); its next call may be told 429", type(error).__name__)
+        finally:
+            connection_release()
 
     def _ensure_slots(self) -> None:
         if self._slots_ready:
