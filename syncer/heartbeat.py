@@ -28,12 +28,13 @@ def beat(*, run_id: int, claim_prefix: str | None) -> None:
 
 
 def _beat(*, run_id: int, claim_prefix: str | None) -> None:
+    """Attempts first, then the run: the order an outcome locks them in, so the two never deadlock."""
     now = timezone.now()
-    SyncRun.objects.filter(pk=run_id).update(heartbeat_at=now)
     if claim_prefix:
         SyncAttempt.objects.filter(
             run_id=run_id, status=AttemptStatus.RUNNING, claimed_by__startswith=claim_prefix,
         ).update(lease_expires_at=now + timedelta(seconds=lease_seconds()))
+    SyncRun.objects.filter(pk=run_id).update(heartbeat_at=now)
 
 
 @contextmanager

@@ -62,6 +62,7 @@ class DatabaseLimiter:
 
     def acquire(self) -> SlotPermit:
         self._ensure_slots()
+        connection_release()  # never wait for the turn holding a pooled connection: its holder may need one
         with _turn_for(self.account_id):
             return self._acquire()
 
