@@ -123,6 +123,8 @@ class SyncRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     prepared_at = models.DateTimeField(null=True, blank=True, help_text="When the listing ended and work was queued.")
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from a worker.")
+    queued_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="When its next step was last put on the task queue.")
     finished_at = models.DateTimeField(null=True, blank=True)
     error_message = models.TextField(blank=True)
 

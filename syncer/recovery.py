@@ -13,8 +13,9 @@ import threading
 import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from campaigns.models import ACTIVE_RUN_STATUSES, SyncRun
@@ -25,10 +26,19 @@ log = logging.getLogger(__name__)
 
 
 def stale_runs():
-    stale_before = timezone.now() - timedelta(seconds=lease_seconds())
-    return SyncRun.objects.filter(status__in=ACTIVE_RUN_STATUSES).filter(
-        Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True, created_at__lt=stale_before)
-    )
+    """Active runs with no sign of life for a lease, except those whose next step waits in the queue.
+
+    A step queued after the last heartbeat is still on its way (a busy
+    queue may hold it for long) until the cluster's `retry` time, when
+    django-q2 itself presumes a task lost; resuming such a run sooner would
+    only queue more copies of the same step behind it.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=lease_seconds())
+    lapsed = Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True, created_at__lt=stale_before)
+    waiting_in_queue = Q(queued_at__gt=now - timedelta(seconds=settings.Q_CLUSTER["retry"])) & (
+        Q(heartbeat_at__isnull=True) | Q(queued_at__gt=F("heartbeat_at")))
+    return SyncRun.objects.filter(status__in=ACTIVE_RUN_STATUSES).filter(lapsed).exclude(waiting_in_queue)
 
 
 def runs_resume_stale() -> list[int]:
@@ -37,7 +47,8 @@ def runs_resume_stale() -> list[int]:
 
     resumed = []
     for run in stale_runs():
-        taken = SyncRun.objects.filter(pk=run.pk, heartbeat_at=run.heartbeat_at).update(heartbeat_at=timezone.now())
+        taken = SyncRun.objects.filter(pk=run.pk, heartbeat_at=run.heartbeat_at, queued_at=run.queued_at).update(
+            queued_at=timezone.now())
         if not taken:
             continue  # another worker resumed it a moment ago
         with bind_run(run.pk):

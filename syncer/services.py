@@ -59,7 +59,7 @@ def sync_run_start(*, account: AdAccount, trigger: str, triggered_by: str = "",
             run = SyncRun.objects.create(
                 account=account, trigger=trigger, triggered_by=triggered_by[:150],
                 campaign_filter=sorted(set(campaign_ids)) if campaign_ids else None, retry_of=retry_of,
-                concurrency=concurrency or settings.SYNC["CONCURRENCY"],
+                concurrency=concurrency or settings.SYNC["CONCURRENCY"], queued_at=timezone.now() if enqueue else None,
             )
             if enqueue:
                 from syncer.tasks import run_enqueue

@@ -244,3 +244,29 @@ def test_a_password_changed_mid_run_is_reported_as_rejected_credentials(fake_pla
     run = start_then_rotate_password(fake_platform, account)
     assert run.status == RunStatus.FAILED
     assert "AD_PLATFORM_PASSWORD" in run.error_message and "email or password" in run.error_message
+
+
+def test_the_watchdog_resumes_a_run_whose_worker_went_silent_but_not_one_whose_step_waits_in_the_queue(
+        account, monkeypatch, settings):
+    """A backlogged queue once made the watchdog queue the same step again every lease, feeding the backlog."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from syncer import recovery, tasks
+
+    queued = []
+    monkeypatch.setattr(tasks, "prepare_enqueue", queued.append)
+    monkeypatch.setattr(tasks, "run_fan_out", queued.append)
+    settings.SYNC = {**settings.SYNC, "LEASE_SECONDS": 30}
+    now = timezone.now()
+    silent = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test", enqueue=False)
+    SyncRun.objects.filter(pk=silent.pk).update(status=RunStatus.RUNNING, heartbeat_at=now - timedelta(seconds=60),
+                                                queued_at=now - timedelta(seconds=90), prepared_at=now)
+
+    assert recovery.runs_resume_stale() == [silent.pk], "a worker silent for two leases is presumed dead"
+    assert queued == [silent.pk]
+    SyncRun.objects.filter(pk=silent.pk).update(queued_at=now - timedelta(seconds=40))  # a lease later, still queued
+    assert recovery.runs_resume_stale() == [], "its step waits in the queue: wait for a worker to take it"
+    SyncRun.objects.filter(pk=silent.pk).update(queued_at=now - timedelta(seconds=settings.Q_CLUSTER["retry"] + 1))
+    assert recovery.runs_resume_stale() == [silent.pk], "after the cluster's retry time the queued step is lost"
