@@ -153,6 +153,7 @@ else:
     # (syncer/connections.py), so two clusters stay well under the server's
     # max_connections.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # the pool checks a connection before lending it
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": _positive("DATABASE_POOL_SIZE", env.int, 8, "a whole number of connections per process, e.g. 8"),
