@@ -1,10 +1,4 @@
-"""The second step of a run: workers claim pending attempts and sync them.
-
-The attempt rows are the durable queue. A claim marks an attempt running
-with a lease and a claim token unique to this claim; completing it is a
-compare-and-set on that token, so an attempt taken over after its lease ran
-out is counted once, by whoever finished it first.
-"""
+"""The second step of a run: workers claim pending attempts (syncer/claims.py) and sync them."""
 from __future__ import annotations
 
 import logging
@@ -12,16 +6,14 @@ import os
 import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
-from django.db.models import F, Q
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun
+from syncer.claims import attempts_claim
 from syncer.client import CallStats, PlatformClient, PlatformError
 from syncer.connections import connection_release
 from syncer.recording import CALL_COUNTERS, outcome_record
@@ -41,36 +33,6 @@ class Outcome:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
-
-
-def attempts_claim(*, run_id: int, worker: str, limit: int = 1) -> list[SyncAttempt]:
-    """Claim up to `limit` pending attempts (or ones whose lease ran out) of a running run.
-
-    Pending ones come first through the (run, status) index, so a claim
-    costs the same at the start of a run of 100,000 as at its end.
-    """
-    now = timezone.now()
-    with transaction.atomic():  # on SQLite an IMMEDIATE transaction: one claimer at a time
-        attempts = _claimable(run_id, Q(status=AttemptStatus.PENDING), limit)
-        if len(attempts) < limit:
-            lapsed = Q(status=AttemptStatus.RUNNING, lease_expires_at__lt=now)
-            attempts += _claimable(run_id, lapsed, limit - len(attempts))
-        if not attempts:
-            return []
-        claim = {"status": AttemptStatus.RUNNING, "claimed_by": f"{worker}:{uuid.uuid4().hex[:8]}",
-                 "lease_expires_at": now + timedelta(seconds=settings.SYNC["LEASE_SECONDS"]), "started_at": now}
-        SyncAttempt.objects.filter(pk__in=[attempt.pk for attempt in attempts]).update(**claim)
-    for attempt in attempts:
-        for field, value in claim.items():
-            setattr(attempt, field, value)
-    return attempts
-
-
-def _claimable(run_id: int, condition: Q, limit: int) -> list[SyncAttempt]:
-    attempts = SyncAttempt.objects.filter(condition, run_id=run_id, run__status=RunStatus.RUNNING)
-    if connection.features.has_select_for_update_skip_locked:
-        attempts = attempts.select_for_update(skip_locked=True, of=("self",))
-    return list(attempts.order_by("id")[:limit])
 
 
 class ClaimSize:
