@@ -69,3 +69,11 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(tmp_path, 
     assert len(lines) == 1, result.stderr
     assert variable in lines[0], lines[0]
     assert "no issues" not in result.stdout
+
+
+def test_a_bad_postgresql_pool_size_stops_start_up_with_one_line_naming_it(tmp_path):
+    result = manage_check(tmp_path, DATABASE_URL="postgres://campaign@127.0.0.1:5432/campaigns",
+                          DATABASE_POOL_SIZE="0")
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DATABASE_POOL_SIZE" in lines[0], result.stderr
