@@ -38,11 +38,12 @@ def _beat(*, run_id: int, claim_prefix: str | None) -> None:
 
 
 @contextmanager
-def heartbeat(*, run_id: int, claim_prefix: str | None = None):
-    """Beat now and every third of a lease until the block ends (a long block that waits on other things)."""
+def heartbeat(*, run_id: int, claim_prefix: str | None = None, beat_now: bool = True):
+    """Beat now (unless the caller just did) and every third of a lease until the block ends."""
     stop = threading.Event()
-    beat(run_id=run_id, claim_prefix=claim_prefix)
-    connection_release()
+    if beat_now:
+        beat(run_id=run_id, claim_prefix=claim_prefix)
+    connection_release()  # the block waits on other things than the database
 
     def loop() -> None:
         try:

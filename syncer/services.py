@@ -31,7 +31,7 @@ from syncer import drain
 from syncer.accounts import client_for, client_settings_for
 from syncer.client import CallStats, PlatformClient, PlatformError
 from syncer.heartbeat import heartbeat
-from syncer.limiter import limiter_for
+from syncer.limiter import limiter_for, slots_ensure
 from syncer.logs import bind_run
 from syncer.prepare import attempts_queue, listing_fetch
 
@@ -61,6 +61,7 @@ def sync_run_start(*, account: AdAccount, trigger: str, triggered_by: str = "",
                 campaign_filter=sorted(set(campaign_ids)) if campaign_ids else None, retry_of=retry_of,
                 concurrency=concurrency or settings.SYNC["CONCURRENCY"], queued_at=timezone.now() if enqueue else None,
             )
+            slots_ensure(account)  # here, not in the worker: its first call should not wait for them
             if enqueue:
                 from syncer.tasks import run_enqueue
 
@@ -102,7 +103,8 @@ def run_prepare(*, run_id: int) -> bool:
     """
     with bind_run(run_id):
         now = timezone.now()
-        SyncRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING, started_at=now)
+        SyncRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING, started_at=now,
+                                                                       heartbeat_at=now)
         run = SyncRun.objects.select_related("account").get(pk=run_id)
         if run.status != RunStatus.RUNNING:
             return False
@@ -110,7 +112,7 @@ def run_prepare(*, run_id: int) -> bool:
             return True
         stats = CallStats()
         try:
-            with heartbeat(run_id=run_id):
+            with heartbeat(run_id=run_id, beat_now=run.heartbeat_at != now):  # starting it was a beat
                 listing = listing_fetch(client=client_for(run.account, pool_size=run.concurrency),
                                         page_size=settings.SYNC["PAGE_SIZE"], stats=stats)
         except PlatformError as error:
