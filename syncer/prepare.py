@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 from django.db import transaction
 from django.utils import timezone
@@ -14,6 +16,7 @@ from syncer.rows import BadRow, CampaignRow, parse_row, row_id
 log = logging.getLogger(__name__)
 
 MESSAGE_LENGTH = 500
+BATCH_SIZE = 500
 
 
 @dataclass
@@ -55,15 +58,20 @@ def listing_fetch(*, client: PlatformClient, page_size: int, stats: CallStats) -
 
 def campaigns_upsert(*, account_id: int, rows: list[CampaignRow]) -> dict[str, int]:
     """Insert or update campaigns by (account, platform id); return platform id -> pk."""
-    objects = [Campaign(account_id=account_id, platform_id=row.platform_id, **row.as_fields()) for row in rows]
     update_fields = [*CampaignRow.__dataclass_fields__.keys() - {"platform_id", "created_at"},
                      "platform_created_at", "updated_at"]
-    for start in range(0, len(objects), 500):
-        Campaign.objects.bulk_create(
-            objects[start:start + 500], update_conflicts=True,
-            unique_fields=["account", "platform_id"], update_fields=sorted(update_fields),
-        )
+    objects = (Campaign(account_id=account_id, platform_id=row.platform_id, **row.as_fields()) for row in rows)
+    for batch in batches(objects):
+        Campaign.objects.bulk_create(batch, update_conflicts=True, unique_fields=["account", "platform_id"],
+                                     update_fields=sorted(update_fields))
     return _all_ids(account_id)
+
+
+def batches(items: Iterable, size: int = BATCH_SIZE) -> Iterator[list]:
+    """Model objects a batch at a time: a run of 100,000 built them all at once, 100 MB and more."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def _all_ids(account_id: int) -> dict[str, int]:
@@ -75,23 +83,28 @@ def attempts_queue(*, run: SyncRun, listing: Listing) -> None:
     wanted = set(run.campaign_filter) if run.campaign_filter else None
     good = [row for row in listing.good.values() if wanted is None or row.platform_id in wanted]
     ids = campaigns_upsert(account_id=run.account_id, rows=good)
-    now = timezone.now()
-    attempts = [SyncAttempt(run=run, campaign_id=ids.get(row.platform_id), platform_id=row.platform_id)
-                for row in good]
-    attempts += [_failed(run, key, ids.get(key), BAD_RESPONSE, reason, now)
-                 for key, reason in listing.bad.items() if wanted is None or key in wanted]
-    if wanted is not None:
-        missing = wanted - listing.good.keys() - listing.bad.keys()
-        attempts += [_failed(run, key, ids.get(key), CLIENT_ERROR,
-                             "not in the platform's listing any more: it may have been deleted", now)
-                     for key in sorted(missing)]
+    attempts = _attempts(run, listing, good, wanted, ids, timezone.now())
     with transaction.atomic():
-        SyncAttempt.objects.bulk_create(attempts, ignore_conflicts=True, batch_size=500)
+        for batch in batches(attempts):
+            SyncAttempt.objects.bulk_create(batch, ignore_conflicts=True)
         _mark_failed_campaigns(run)
         counts = _attempt_counts(run.pk)
         SyncRun.objects.filter(pk=run.pk, prepared_at__isnull=True).update(
-            prepared_at=now, campaigns_listed=counts["listed"], campaigns_failed=counts["failed"],
+            prepared_at=timezone.now(), campaigns_listed=counts["listed"], campaigns_failed=counts["failed"],
         )
+
+
+def _attempts(run: SyncRun, listing: Listing, good: list[CampaignRow], wanted: set[str] | None,
+              ids: dict[str, int], now) -> Iterator[SyncAttempt]:
+    """One attempt per good row; failed ones for bad rows and for asked-for campaigns no longer listed."""
+    for row in good:
+        yield SyncAttempt(run=run, campaign_id=ids.get(row.platform_id), platform_id=row.platform_id)
+    for key, reason in listing.bad.items():
+        if wanted is None or key in wanted:
+            yield _failed(run, key, ids.get(key), BAD_RESPONSE, reason, now)
+    for key in sorted(wanted - listing.good.keys() - listing.bad.keys()) if wanted is not None else ():
+        yield _failed(run, key, ids.get(key), CLIENT_ERROR,
+                      "not in the platform's listing any more: it may have been deleted", now)
 
 
 def _failed(run: SyncRun, key: str, campaign_id: int | None, category: str, reason: str, now) -> SyncAttempt:
