@@ -38,8 +38,6 @@ MAX_PAGES = 100_000  # a platform that never stops saying has_more still ends
 class Permit(Protocol):
     def sent(self, at: float) -> None: ...  # the call left at `at` (time.time()); told once it is over
 
-    def refused(self, retry_after: float) -> None: ...  # the platform did not count it (429)
-
 
 class Limiter(Protocol):
     def acquire(self) -> Permit: ...
@@ -47,9 +45,6 @@ class Limiter(Protocol):
 
 class _FreePermit:
     def sent(self, at: float) -> None:
-        return None
-
-    def refused(self, retry_after: float) -> None:
         return None
 
 
@@ -320,12 +315,7 @@ class PlatformClient:
         response = self._http(method, path, stats, headers, permit=permit, **kwargs)
         if response.status_code == 401:
             raise PlatformError(AUTH, "the platform rejected the token (401)", http_status=401)
-        try:
-            return self._json(response, stats)
-        except PlatformError as error:
-            if error.category == RATE_LIMITED and error.retry_after is not None:
-                permit.refused(error.retry_after)
-            raise
+        return self._json(response, stats)
 
     def _http(self, method: str, path: str, stats: CallStats, headers: dict, *,
               permit: Permit | None = None, **kwargs: Any) -> requests.Response:

@@ -32,28 +32,20 @@ LATE_SECONDS = 0.02  # a call leaving later than this after taking its slot move
 
 
 class SlotPermit:
-    """A taken slot, re-dated once its call is over when the platform's view differs from its date.
+    """A taken slot; once its call is over, `sent()` re-dates it if the call left late.
 
-    `sent()`: the platform counts a call when it arrives, and a slot dated
-    before a late departure (a busy machine, a wait for the database) would
-    free up too early and earn a 429. Re-dating after the call, to the time
-    noted just before the request, keeps the write off the path between the
-    two. `refused()`: a call told 429 was not counted, and the platform says
-    when its window frees a call; the slot frees then, instead of a whole
-    window later, so a 429 does not cost the run an extra window.
+    The platform counts a call when it arrives: a slot dated before a late
+    departure (a busy machine, a wait for the database) would free up too
+    early and earn a 429. Re-dating after the call, to the time noted just
+    before the request, keeps the write off the path between the two.
     """
 
     def __init__(self, limiter: DatabaseLimiter, slot_id: int, taken_at: float) -> None:
-        self.limiter, self.slot_id, self.dated = limiter, slot_id, taken_at
+        self.limiter, self.slot_id, self.taken_at = limiter, slot_id, taken_at
 
     def sent(self, at: float) -> None:
-        if at - self.dated > LATE_SECONDS and self.limiter.redate(self.slot_id, self.dated, at):
-            self.dated = at
-
-    def refused(self, retry_after: float) -> None:
-        window = self.limiter.budget.window_seconds + self.limiter.margin
-        if retry_after < window:  # a longer wait is the platform's own business: the slot keeps its date
-            self.limiter.redate(self.slot_id, self.dated, time.time() + retry_after - window)
+        if at - self.taken_at > LATE_SECONDS:
+            self.limiter.redate(self.slot_id, self.taken_at, at)
 
 
 def safety_margin(budget: RateBudget) -> float:
@@ -87,13 +79,12 @@ class DatabaseLimiter:
             if taken_at is not None:
                 return SlotPermit(self, slot_id, taken_at)
 
-    def redate(self, slot_id: int, dated: float, new_date: float) -> bool:
-        """Best effort: a slot left at its first date risks one 429 or a slower run, nothing worse."""
+    def redate(self, slot_id: int, taken_at: float, sent_at: float) -> None:
+        """Best effort: a slot left at its first date risks one 429, which the client waits out."""
         try:
-            return self._move(slot_id, dated, new_date)
+            self._move(slot_id, taken_at, sent_at)
         except DatabaseError as error:
             log.warning("could not re-date a rate slot (%s); its next call may be told 429", type(error).__name__)
-            return False
         finally:
             connection_release()
 

@@ -29,11 +29,11 @@ def make_client(fake_platform):
     """Clients on the fake with fast retries and no rate limiter of their own; closed at teardown."""
     clients = []
 
-    def make(limiter=None, **overrides) -> PlatformClient:
+    def make(**overrides) -> PlatformClient:
         options = {"base_url": fake_platform.url, "email": FAKE_EMAIL, "password": FAKE_PASSWORD,
                    "client_id": "client-test", "connect_timeout": 0.5, "read_timeout": 0.5, "max_attempts": 5,
                    "max_wait": 10.0, "backoff_base": 0.01, "backoff_cap": 0.1, "pool_size": 4}
-        client = PlatformClient(ClientSettings(**{**options, **overrides}), limiter)
+        client = PlatformClient(ClientSettings(**{**options, **overrides}))
         clients.append(client)
         return client
 
@@ -159,32 +159,6 @@ def test_a_429_waits_as_the_platform_tells_then_succeeds(fake_platform, make_cli
     assert ids_of(rows) == all_ids()
     assert stats.rate_limited == 1 and stats.retries == 1
     assert fake_platform.stats["rate_limited"] == 1
-
-
-class RecordingLimiter:
-    """A limiter that is its own permit: it notes what the client tells it about each call."""
-
-    def __init__(self) -> None:
-        self.departures, self.refusals = 0, []
-
-    def acquire(self) -> RecordingLimiter:
-        return self
-
-    def sent(self, at: float) -> None:
-        self.departures += 1
-
-    def refused(self, retry_after: float) -> None:
-        self.refusals.append(retry_after)
-
-
-def test_a_429_tells_the_limiter_the_call_was_not_counted_and_when_the_platform_frees_one(
-        fake_platform, make_client):
-    limiter = RecordingLimiter()
-    fake_platform.update(rate_limit="1/1s", retry_after_mode="both")
-    rows = list_all(make_client(limiter=limiter), page_size=50)
-    assert ids_of(rows) == all_ids()
-    assert limiter.departures == 3, "two pages and one retry, each told when it left"
-    assert limiter.refusals == [1.0], "the 429's wait, so its slot frees when the platform's window does"
 
 
 def test_a_429_without_a_wait_backs_off_and_succeeds(fake_platform, make_client):

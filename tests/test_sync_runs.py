@@ -270,22 +270,3 @@ def test_the_watchdog_resumes_a_run_whose_worker_went_silent_but_not_one_whose_s
     assert recovery.runs_resume_stale() == [], "its step waits in the queue: wait for a worker to take it"
     SyncRun.objects.filter(pk=silent.pk).update(queued_at=now - timedelta(seconds=settings.Q_CLUSTER["retry"] + 1))
     assert recovery.runs_resume_stale() == [silent.pk], "after the cluster's retry time the queued step is lost"
-
-
-def test_a_slot_whose_call_was_told_429_frees_when_the_platform_says_not_a_window_later(account):
-    import time
-
-    from campaigns.models import RateSlot
-    from syncer.budget import parse_budget
-    from syncer.limiter import DatabaseLimiter
-
-    limiter = DatabaseLimiter(account_id=account.pk, budget=parse_budget("2/60s"))
-    permit = limiter.acquire()
-    slot = RateSlot.objects.get(pk=permit.slot_id)
-    assert slot.last_used + 60 + limiter.margin > time.time() + 59, "a taken slot frees a window later"
-
-    before = time.time()
-    permit.refused(retry_after=3)
-    slot.refresh_from_db()
-    frees_at = slot.last_used + 60 + limiter.margin
-    assert before + 3 <= frees_at <= time.time() + 3, "the 429 was not counted: the slot frees when told"
