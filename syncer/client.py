@@ -36,7 +36,9 @@ MAX_PAGES = 100_000  # a platform that never stops saying has_more still ends
 
 
 class Permit(Protocol):
-    def sent(self, at: float) -> None: ...  # the call left at `at` (time.time()); told once it is over
+    # The call (GET: a listing page, POST: a sync) left at `at` and was answered at `answered_at`
+    # (None: no answer), both time.time().
+    def sent(self, method: str, at: float, answered_at: float | None) -> None: ...
 
 
 class Limiter(Protocol):
@@ -44,7 +46,7 @@ class Limiter(Protocol):
 
 
 class _FreePermit:
-    def sent(self, at: float) -> None:
+    def sent(self, method: str, at: float, answered_at: float | None) -> None:
         return None
 
 
@@ -321,10 +323,11 @@ class PlatformClient:
               permit: Permit | None = None, **kwargs: Any) -> requests.Response:
         stats.requests += 1
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
-        started, sent_at = time.monotonic(), time.time()
+        started, sent_at, answered_at = time.monotonic(), time.time(), None
         try:
             response = self.session.request(method, self.base_url + path, headers=headers, timeout=timeout,
                                             proxies=self._proxies, **kwargs)
+            answered_at = time.time()
         except requests.Timeout:
             stats.timeouts += 1
             raise PlatformError(TIMEOUT, f"no answer from the platform within {self.settings.read_timeout:g} s",
@@ -334,7 +337,7 @@ class PlatformClient:
                                          "(connection refused or reset)", retryable=True) from None
         finally:
             if permit is not None:
-                permit.sent(sent_at)
+                permit.sent(method, sent_at, answered_at)
         self._reached = True
         stats.last_status = response.status_code
         stats.last_latency_ms = int((time.monotonic() - started) * 1000)

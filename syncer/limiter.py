@@ -32,20 +32,26 @@ LATE_SECONDS = 0.02  # a call leaving later than this after taking its slot move
 
 
 class SlotPermit:
-    """A taken slot; once its call is over, `sent()` re-dates it if the call left late.
+    """A taken slot; once its call is over, `sent()` re-dates it if the call may have arrived late.
 
-    The platform counts a call when it arrives: a slot dated before a late
-    departure (a busy machine, a wait for the database) would free up too
-    early and earn a 429. Re-dating after the call, to the time noted just
-    before the request, keeps the write off the path between the two.
+    The platform counts a call when it reads it. A slot dated before then (a
+    late departure on a busy machine, a wait for the database, a platform
+    slow to read) would free up too early and earn a 429. The latest the
+    call can have been read is its answer's time less the fastest answer
+    seen: re-dating to that after the call keeps the write off the path
+    between the slot's date and the departure.
     """
 
     def __init__(self, limiter: DatabaseLimiter, slot_id: int, taken_at: float) -> None:
         self.limiter, self.slot_id, self.taken_at = limiter, slot_id, taken_at
 
-    def sent(self, at: float) -> None:
-        if at - self.taken_at > LATE_SECONDS:
-            self.limiter.redate(self.slot_id, self.taken_at, at)
+    def sent(self, method: str, at: float, answered_at: float | None) -> None:
+        if answered_at is None:
+            read_by = at
+        else:
+            read_by = max(at, answered_at - self.limiter.fastest_answer(method, answered_at - at))
+        if read_by - self.taken_at > LATE_SECONDS:
+            self.limiter.redate(self.slot_id, self.taken_at, read_by)
 
 
 def safety_margin(budget: RateBudget) -> float:
@@ -59,6 +65,12 @@ class DatabaseLimiter:
         self.budget = budget
         self.margin = safety_margin(budget)
         self._slots_ready = False
+        self._fastest_answers: dict[str, float] = {}
+
+    def fastest_answer(self, method: str, seconds: float) -> float:
+        """The fastest answer seen to this kind of call (a listing page and a sync differ), this one included."""
+        fastest = self._fastest_answers[method] = min(self._fastest_answers.get(method, seconds), seconds)
+        return fastest
 
     def acquire(self) -> SlotPermit:
         self._ensure_slots()

@@ -270,3 +270,21 @@ def test_the_watchdog_resumes_a_run_whose_worker_went_silent_but_not_one_whose_s
     assert recovery.runs_resume_stale() == [], "its step waits in the queue: wait for a worker to take it"
     SyncRun.objects.filter(pk=silent.pk).update(queued_at=now - timedelta(seconds=settings.Q_CLUSTER["retry"] + 1))
     assert recovery.runs_resume_stale() == [silent.pk], "after the cluster's retry time the queued step is lost"
+
+
+def test_a_slot_is_re_dated_to_the_latest_moment_its_call_can_have_been_read(account):
+    """A call answered slower than the fastest one may have been read late: its slot moves with it."""
+    from campaigns.models import RateSlot
+    from syncer.budget import parse_budget
+    from syncer.limiter import DatabaseLimiter
+
+    limiter = DatabaseLimiter(account_id=account.pk, budget=parse_budget("2/60s"))
+    quick = limiter.acquire()
+    quick.sent("POST", quick.taken_at, quick.taken_at + 0.2)  # the fastest answer: 0.2 s
+    assert RateSlot.objects.get(pk=quick.slot_id).last_used == quick.taken_at, "on time: no re-dating"
+
+    slow = limiter.acquire()
+    slow.sent("POST", slow.taken_at, slow.taken_at + 0.7)  # 0.5 s slower: read up to 0.5 s after it left
+    assert abs(RateSlot.objects.get(pk=slow.slot_id).last_used - (slow.taken_at + 0.5)) < 1e-6
+
+    assert limiter.fastest_answer("GET", 0.01) == 0.01, "each kind of call has its own fastest answer"
