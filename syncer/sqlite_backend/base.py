@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from django.db.backends.sqlite3 import base
 
+from syncer.sqlite_backend.creation import DatabaseCreation
 from syncer.writes import WriterTurn, writer_turn
 
 READ_STATEMENTS = ("SELECT", "PRAGMA", "EXPLAIN")
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    creation_class = DatabaseCreation
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._turn: WriterTurn | None = None  # held while a transaction is open
