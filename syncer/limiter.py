@@ -25,10 +25,10 @@ from syncer.connections import connection_release
 
 log = logging.getLogger(__name__)
 
-_turns: dict[int, threading.Lock] = {}  # one queue per account in this process
-_turns_lock = threading.Lock()
+_queues: dict[int, threading.Lock] = {}  # one queue for the budget per account in this process
+_queues_lock = threading.Lock()
 
-LATE_SECONDS = 0.02  # a call leaving later than this after taking its slot moves the slot's time
+LATE_SECONDS = 0.02  # a call that may have been read later than this after its slot's date moves the slot
 
 
 class SlotPermit:
@@ -74,8 +74,8 @@ class DatabaseLimiter:
 
     def acquire(self) -> SlotPermit:
         self._ensure_slots()
-        connection_release()  # never wait for the turn holding a pooled connection: its holder may need one
-        with _turn_for(self.account_id):
+        connection_release()  # never queue holding a pooled connection: the thread ahead may need one
+        with _queue_for(self.account_id):
             return self._acquire()
 
     def _acquire(self) -> SlotPermit:
@@ -91,10 +91,10 @@ class DatabaseLimiter:
             if taken_at is not None:
                 return SlotPermit(self, slot_id, taken_at)
 
-    def redate(self, slot_id: int, taken_at: float, sent_at: float) -> None:
+    def redate(self, slot_id: int, dated: float, new_date: float) -> None:
         """Best effort: a slot left at its first date risks one 429, which the client waits out."""
         try:
-            self._move(slot_id, taken_at, sent_at)
+            self._move(slot_id, dated, new_date)
         except DatabaseError as error:
             log.warning("could not re-date a rate slot (%s); its next call may be told 429", type(error).__name__)
         finally:
@@ -152,9 +152,9 @@ def _index() -> str:
     return connection.ops.quote_name("index")
 
 
-def _turn_for(account_id: int) -> threading.Lock:
-    with _turns_lock:
-        return _turns.setdefault(account_id, threading.Lock())
+def _queue_for(account_id: int) -> threading.Lock:
+    with _queues_lock:
+        return _queues.setdefault(account_id, threading.Lock())
 
 
 def limiter_for(*, account_id: int, budget: RateBudget | None) -> Limiter:
