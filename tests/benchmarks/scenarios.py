@@ -125,6 +125,16 @@ def _fmt_s(seconds: float | None) -> str:
 
 # --- running one account or a fleet ---------------------------------------------------------------
 
+def _fake_platform(logdir: Path, sampler: Sampler, *, campaigns: int, rate_limit: str,
+                   latency: float) -> FakePlatform:
+    """The bundled fake in its own process (it needs no database of its own), watched by the sampler."""
+    fake = FakePlatform(logdir=logdir, env=base_env(database_url=f"sqlite:///{logdir}/unused.sqlite3",
+                                                    platform_url="http://127.0.0.1:1"),
+                        campaigns=campaigns, rate_limit=rate_limit, sync_latency=latency, max_page_size=PAGE_SIZE)
+    sampler.watch(fake.proc, "fake")
+    return fake
+
+
 def run_single(ctx: Context, name: str, *, campaigns: int, rate_limit: str, latency: float,
                concurrency: int | None, deadline: float, env_overrides: dict | None = None) -> Outcome:
     """One account, through `sync_campaigns --async --wait` and a running qcluster (or in the foreground)."""
@@ -132,11 +142,7 @@ def run_single(ctx: Context, name: str, *, campaigns: int, rate_limit: str, late
     sampler = Sampler().start()
     fake = db = None
     try:
-        fake = FakePlatform(logdir=logdir, env=base_env(database_url=f"sqlite:///{logdir}/unused.sqlite3",
-                                                        platform_url="http://127.0.0.1:1"),
-                            campaigns=campaigns, rate_limit=rate_limit, sync_latency=latency,
-                            max_page_size=PAGE_SIZE)
-        sampler.watch(fake.proc, "fake")
+        fake = _fake_platform(logdir, sampler, campaigns=campaigns, rate_limit=rate_limit, latency=latency)
         env = base_env(database_url="sqlite:///" + str(logdir / "db.sqlite3"), platform_url=fake.url,
                        AD_PLATFORM_RATE_LIMIT=rate_limit, AD_PLATFORM_CLIENT_ID=f"bench-{name}",
                        **(env_overrides or {}))
@@ -175,11 +181,7 @@ def run_fleet(ctx: Context, name: str, *, accounts: int, campaigns: int, rate_li
     sampler = Sampler().start()
     db = None
     try:
-        fake = FakePlatform(logdir=logdir, env=base_env(database_url=f"sqlite:///{logdir}/unused.sqlite3",
-                                                        platform_url="http://127.0.0.1:1"),
-                            campaigns=campaigns, rate_limit=rate_limit, sync_latency=latency,
-                            max_page_size=PAGE_SIZE)
-        sampler.watch(fake.proc, "fake")
+        fake = _fake_platform(logdir, sampler, campaigns=campaigns, rate_limit=rate_limit, latency=latency)
         postgres = backend == "postgres"
         probe = base_env(database_url="sqlite:///" + str(logdir / "db.sqlite3"), platform_url=fake.url,
                          redis=postgres, **(env_overrides or {}))
