@@ -10,6 +10,10 @@ Within a process, a run's threads queue for the budget on a lock, one at
 a time: otherwise all of them wake for the same oldest slot, read it, and
 all but one lose the compare-and-set, which with a hundred accounts side by
 side is most of the database's work.
+
+Once a run knows how many calls it needs, `slots_spread` dates its free
+slots so that its calls go evenly and its last call goes when it would have
+anyway (see there).
 """
 from __future__ import annotations
 
@@ -59,11 +63,16 @@ def safety_margin(budget: RateBudget) -> float:
     return max(0.1, budget.window_seconds * 0.01)
 
 
+def slot_interval(budget: RateBudget) -> float:
+    """How long after its last call a slot can be taken again."""
+    return budget.window_seconds + safety_margin(budget)
+
+
 class DatabaseLimiter:
     def __init__(self, *, account_id: int, budget: RateBudget) -> None:
         self.account_id = account_id
         self.budget = budget
-        self.margin = safety_margin(budget)
+        self.interval = slot_interval(budget)
         self._slots_ready = False
         self._fastest_answers: dict[str, float] = {}
 
@@ -81,7 +90,7 @@ class DatabaseLimiter:
     def _acquire(self) -> SlotPermit:
         while True:
             slot_id, last_used = self._oldest_slot()
-            wait = last_used + self.budget.window_seconds + self.margin - time.time()
+            wait = last_used + self.interval - time.time()
             if wait > 0:
                 connection_release()
                 time.sleep(wait)
@@ -140,6 +149,41 @@ def _slots_create(account_id: int, calls: int) -> None:
     if RateSlot.objects.filter(account_id=account_id, index__lt=calls).count() < calls:  # a read needs no turn
         RateSlot.objects.bulk_create([RateSlot(account_id=account_id, index=i) for i in range(calls)],
                                      ignore_conflicts=True)
+
+
+def slots_spread(account, calls: int) -> None:
+    """Date the account's slots so its next `calls` calls go evenly and the last goes when it would anyway.
+
+    Taking the oldest free slot, a run of 100 calls on a 10-call budget sends
+    ten calls the moment its listing is in, then ten more every window: the
+    last call goes ten windows after the listing. Spread over the window,
+    call j of n goes one step (window / calls per window) after call j-1 and
+    the last still goes ten windows after the listing: same end, but a
+    steady trickle instead of bursts, which a busy machine (a fleet of
+    accounts starting at once) sends on time. Each of the first slots gets
+    the date that frees it for its call of the even schedule; the calls that
+    follow on it keep the step. A slot is only ever dated later, and a run
+    with fewer calls than free slots is left alone: its calls go at once.
+    """
+    from campaigns.models import RateSlot
+
+    budget = account.budget
+    if budget is None or calls < 1:
+        return
+    interval, now = slot_interval(budget), time.time()
+    slots = list(RateSlot.objects.filter(account_id=account.pk, index__lt=budget.calls)
+                 .order_by("last_used", "index").values_list("pk", "last_used"))
+    if not slots:
+        return
+    # As the limiter would send them: call j on the j-th oldest slot, and a slot's next call a step later.
+    frees = [max(now, last_used + interval) for _, last_used in slots]
+    last_call = frees[(calls - 1) % len(slots)] + (calls - 1) // len(slots) * interval
+    step = interval / len(slots)
+    with transaction.atomic():
+        for j, (slot_id, last_used) in enumerate(slots[:calls]):
+            even_free = last_call - (calls - 1 - j) * step  # when call j goes on the even schedule
+            if even_free > frees[j]:
+                DatabaseLimiter._move(slot_id, last_used, even_free - interval)  # lost to a take: left as it is
 
 
 def _table() -> str:

@@ -78,8 +78,8 @@ def _all_ids(account_id: int) -> dict[str, int]:
     return dict(Campaign.objects.filter(account_id=account_id).values_list("platform_id", "pk"))
 
 
-def attempts_queue(*, run: SyncRun, listing: Listing) -> None:
-    """Create the run's attempts once; a second delivery of the same step adds nothing."""
+def attempts_queue(*, run: SyncRun, listing: Listing) -> int:
+    """Create the run's attempts once (a second delivery of the same step adds nothing); how many wait to sync."""
     wanted = set(run.campaign_filter) if run.campaign_filter else None
     good = [row for row in listing.good.values() if wanted is None or row.platform_id in wanted]
     ids = campaigns_upsert(account_id=run.account_id, rows=good)
@@ -92,6 +92,7 @@ def attempts_queue(*, run: SyncRun, listing: Listing) -> None:
         SyncRun.objects.filter(pk=run.pk, prepared_at__isnull=True).update(
             prepared_at=timezone.now(), campaigns_listed=counts["listed"], campaigns_failed=counts["failed"],
         )
+    return counts["listed"] - counts["failed"]
 
 
 def _attempts(run: SyncRun, listing: Listing, good: list[CampaignRow], wanted: set[str] | None,

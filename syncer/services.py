@@ -31,7 +31,7 @@ from syncer import drain
 from syncer.accounts import client_for, client_settings_for
 from syncer.client import CallStats, PlatformClient, PlatformError
 from syncer.heartbeat import heartbeat
-from syncer.limiter import limiter_for, slots_ensure
+from syncer.limiter import limiter_for, slots_ensure, slots_spread
 from syncer.logs import bind_run
 from syncer.prepare import attempts_queue, listing_fetch
 
@@ -120,7 +120,7 @@ def run_prepare(*, run_id: int) -> bool:
             run_fail(run_id=run_id, reason=f"listing campaigns failed: {error.message}")
             return False
         _add_counters(run_id, stats)
-        attempts_queue(run=run, listing=listing)
+        slots_spread(run.account, attempts_queue(run=run, listing=listing))
         log.info("run prepared: %s campaigns to sync, %s bad rows", len(listing.good), len(listing.bad))
         return True
 
