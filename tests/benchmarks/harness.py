@@ -9,6 +9,7 @@ while it runs; CPU is utime + stime from /proc/<pid>/stat.
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
@@ -290,6 +291,15 @@ class Database:
                 run[key] = _parse_dt(run[key])
             runs.append(run)
         return runs
+
+    def attempts_save(self, path: Path) -> None:
+        """Every attempt's run, status, tries, times and latency as CSV, for a look after the database is gone."""
+        columns = ("run_id", "platform_id", "status", "tries", "http_status", "started_at", "finished_at",
+                   "latency_ms")
+        with path.open("w", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(columns)
+            writer.writerows(self._query(f"SELECT {', '.join(columns)} FROM campaigns_syncattempt ORDER BY id"))
 
     def scalar(self, sql: str):
         rows = self._query(sql)
