@@ -86,14 +86,24 @@ def unfinished_attempts(run_id: int):
 
 
 def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: float,
-               on_fatal, stop: threading.Event | None = None) -> int:
-    """Claim and sync attempts until none is left, the deadline passes or `stop` is set; return how many."""
-    done, claim_size = 0, ClaimSize()
+               on_fatal, watch: threading.Lock, stop: threading.Event | None = None) -> int:
+    """Claim and sync attempts until none is left, the deadline passes or `stop` is set; return how many.
+
+    When the work left is claimed by others, the thread holding `watch`
+    (the first to find nothing, one per drain) waits to take over claims
+    whose leases run out; the others end.
+    """
+    done, claim_size, watching = 0, ClaimSize(), False
     try:
         while time.monotonic() < deadline and not (stop and stop.is_set()):
             attempts = patiently(attempts_claim, run_id=run_id, worker=worker, limit=claim_size.next())
             if not attempts:
                 if not patiently(_others_still_working, run_id):
+                    break
+                # A hundred runs' idle threads asking twice a second were most of the database's work
+                # in the runs' last window: one watcher per drain is enough.
+                watching = watching or watch.acquire(blocking=False)
+                if not watching:
                     break
                 time.sleep(IDLE_POLL_SECONDS)  # take over their claims if their leases run out
                 continue
@@ -110,6 +120,8 @@ def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: fl
                     on_fatal(outcome.error)
                     return done
     finally:
+        if watching:
+            watch.release()
         close_old_connections()
         connection.close()  # each thread has its own connection: give it back
     return done

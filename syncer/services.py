@@ -137,12 +137,13 @@ def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None,
         return 0
     client = client_for(run.account, pool_size=run.concurrency)  # one client for all of this process's drains
     deadline = time.monotonic() + (max_seconds if max_seconds is not None else math.inf)
-    name = drain.worker_name()
+    name, watch = drain.worker_name(), threading.Lock()
 
     def work(index: int) -> int:
         with bind_run(run_id):
             return drain.drain_loop(run_id=run_id, client=client, worker=f"{name}/{index}", deadline=deadline,
-                                    stop=stop, on_fatal=lambda error: run_fail(run_id=run_id, reason=error.message,
+                                    stop=stop, watch=watch,
+                                    on_fatal=lambda error: run_fail(run_id=run_id, reason=error.message,
                                                                     category=error.category))
 
     with heartbeat(run_id=run_id, claim_prefix=f"{name}/"), \

@@ -311,3 +311,28 @@ def test_a_slot_is_re_dated_to_the_latest_moment_its_call_can_have_been_read(acc
     assert abs(RateSlot.objects.get(pk=slow.slot_id).last_used - (slow.taken_at + 0.5)) < 1e-6
 
     assert limiter.fastest_answer("GET", 0.01) == 0.01, "each kind of call has its own fastest answer"
+
+
+def test_when_the_work_left_is_claimed_elsewhere_one_thread_of_a_drain_waits_for_its_lease(
+        fake_platform, account, fast_sync, monkeypatch):
+    from syncer import drain
+    from syncer.claims import attempts_claim
+    from syncer.services import run_drain, run_prepare
+
+    fake_platform.update(campaigns=1)
+    run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test")
+    assert run_prepare(run_id=run.pk)
+    fast_sync["LEASE_SECONDS"] = 1.5
+    [held] = attempts_claim(run_id=run.pk, worker="another-host:1:1")  # a worker that then died
+    claims_by_thread: dict[str, int] = {}  # by the drain thread's worker name
+
+    def counted_claim(**kwargs):
+        claims_by_thread[kwargs["worker"]] = claims_by_thread.get(kwargs["worker"], 0) + 1
+        return attempts_claim(**kwargs)
+
+    monkeypatch.setattr(drain, "attempts_claim", counted_claim)
+    assert run_drain(run_id=run.pk, threads=4) == 1, "the attempt is taken over once its lease runs out"
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED and fake_platform.stats["synced_ids"] == {held.platform_id: 1}
+    assert len(claims_by_thread) == 4
+    assert sorted(claims_by_thread.values())[:3] == [1, 1, 1], "three threads found nothing and ended"
