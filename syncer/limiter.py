@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 _queues: dict[int, threading.Lock] = {}  # one queue for the budget per account in this process
 _queues_lock = threading.Lock()
+_fastest_answers: dict[str, float] = {}  # per kind of call, by any account in this process
+_fastest_lock = threading.Lock()
 
 LATE_SECONDS = 0.02  # a call that may have been read later than this after its slot's date moves the slot
 
@@ -53,9 +55,25 @@ class SlotPermit:
         if answered_at is None:
             read_by = at
         else:
-            read_by = max(at, answered_at - self.limiter.fastest_answer(method, answered_at - at))
+            read_by = max(at, answered_at - fastest_answer(method, answered_at - at))
         if read_by - self.taken_at > LATE_SECONDS:
             self.limiter.redate(self.slot_id, self.taken_at, read_by)
+
+
+def fastest_answer(method: str, seconds: float) -> float:
+    """The fastest answer seen before this one (of `seconds`) to this kind of call; 0 for the first.
+
+    A listing page and a sync differ, so each method has its own. The
+    answers of every account in the process count: one account's first
+    calls, all slow on a machine busy starting a fleet, would otherwise set
+    a fastest answer far above the platform's, and date its slots before
+    the platform counted them. With nothing seen yet, the call may have been
+    read as late as its answer.
+    """
+    with _fastest_lock:
+        fastest = _fastest_answers.get(method, 0.0)
+        _fastest_answers[method] = min(_fastest_answers.get(method, seconds), seconds)
+        return fastest
 
 
 def safety_margin(budget: RateBudget) -> float:
@@ -74,12 +92,6 @@ class DatabaseLimiter:
         self.budget = budget
         self.interval = slot_interval(budget)
         self._slots_ready = False
-        self._fastest_answers: dict[str, float] = {}
-
-    def fastest_answer(self, method: str, seconds: float) -> float:
-        """The fastest answer seen to this kind of call (a listing page and a sync differ), this one included."""
-        fastest = self._fastest_answers[method] = min(self._fastest_answers.get(method, seconds), seconds)
-        return fastest
 
     def acquire(self) -> SlotPermit:
         self._ensure_slots()
