@@ -32,6 +32,8 @@ _hosted_threads = 0
 _stopping = threading.Event()  # set when this worker process exits: hosted drains stop claiming
 _exit_hook = None
 
+SLOW_CALL_SECONDS = 2.0  # the platform's documented time for a sync call
+
 
 def drain_slice_seconds() -> float:
     """How long one foreground drain task works before handing over: half the cluster's timeout."""
@@ -54,7 +56,7 @@ def run_prepare_task(run_id: int) -> None:
     drain tasks to come up through a queue that may hold a hundred other
     runs' prepares.
     """
-    tasks, threads = fan_out_shape(SyncRun.objects.get(pk=run_id))
+    tasks, threads = fan_out_shape(SyncRun.objects.select_related("account").get(pk=run_id))
     if _host(run_id, threads, lambda: _prepare_and_drain(run_id, tasks, threads)):
         return
     if services.run_prepare(run_id=run_id):
@@ -73,14 +75,23 @@ def _prepare_and_drain(run_id: int, tasks: int, threads: int) -> None:
 
 
 def fan_out_shape(run: SyncRun) -> tuple[int, int]:
-    """How the run's concurrency is split: so many drain tasks of so many threads each."""
+    """How the run's concurrency is split: so many drain tasks of so many threads each.
+
+    A run whose rate budget one drain keeps up with, even at the platform's
+    slow SLOW_CALL_SECONDS a call, stays in one task: a second task would
+    only add a client, a token, a heartbeat and connections on another worker
+    (at the reference 10/60s a run makes one call every six seconds).
+    """
+    budget = run.account.budget
+    if budget is not None and budget.calls / budget.window_seconds <= run.concurrency / SLOW_CALL_SECONDS:
+        return 1, run.concurrency
     tasks = max(1, min(settings.SYNC["FAN_OUT"], run.concurrency))
     return tasks, math.ceil(run.concurrency / tasks)
 
 
 def run_fan_out(run_id: int) -> None:
     """Split the run's concurrency over several drain tasks, so several workers and hosts share it."""
-    tasks, threads = fan_out_shape(SyncRun.objects.get(pk=run_id))
+    tasks, threads = fan_out_shape(SyncRun.objects.select_related("account").get(pk=run_id))
     with bind_run(run_id):
         log.info("fanning out: %s drain tasks x %s threads", tasks, threads)
     for index in range(tasks):

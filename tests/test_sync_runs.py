@@ -345,3 +345,18 @@ def test_when_the_work_left_is_claimed_elsewhere_one_thread_of_a_drain_waits_for
     assert run.status == RunStatus.SUCCEEDED and fake_platform.stats["synced_ids"] == {held.platform_id: 1}
     assert len(claims_by_thread) == 4
     assert sorted(claims_by_thread.values())[:3] == [1, 1, 1], "three threads found nothing and ended"
+
+
+@pytest.mark.parametrize("rate_limit, concurrency, shape", [
+    ("10/60s", 10, (1, 10)),  # a call every 6 s: one drain keeps up even at 2 s a call
+    ("10/6s", 10, (1, 10)),  # 1.7 calls a second, 5 a second in one drain at 2 s each
+    ("10/2s", 4, (2, 2)),  # 5 calls a second, more than 4 threads carry at 2 s each
+    ("none", 10, (2, 5)),  # no budget: as many calls as the workers carry
+])
+def test_a_run_is_split_over_drain_tasks_only_when_one_would_not_keep_up_with_its_budget(
+        make_account, settings, rate_limit, concurrency, shape):
+    from syncer.tasks import fan_out_shape
+
+    settings.SYNC = {**settings.SYNC, "FAN_OUT": 2}
+    run = sync_run_start(account=make_account(rate_limit=rate_limit), trigger=Trigger.COMMAND, concurrency=concurrency)
+    assert fan_out_shape(SyncRun.objects.select_related("account").get(pk=run.pk)) == shape
