@@ -187,7 +187,7 @@ def slots_spread(account, calls: int) -> None:
                  .order_by("last_used", "index").values_list("pk", "last_used"))
     if not slots:
         return
-    # As the limiter would send them: call j on the j-th oldest slot, and a slot's next call a step later.
+    # As the limiter would send them: call j on the j-th oldest slot, and a slot's next call an interval later.
     frees = [max(now, last_used + interval) for _, last_used in slots]
     last_call = frees[(calls - 1) % len(slots)] + (calls - 1) // len(slots) * interval
     step = interval / len(slots)
