@@ -340,9 +340,10 @@ class SqliteDatabase(Database):
 
 
 def cleanup() -> None:
-    """Remove this process's migrated template database."""
+    """Remove this process's migrated template database and the writer-lock file beside it."""
     if _SQLITE_TEMPLATE is not None:
         _SQLITE_TEMPLATE.unlink(missing_ok=True)
+        _SQLITE_TEMPLATE.with_name(_SQLITE_TEMPLATE.name + ".writer-lock").unlink(missing_ok=True)
 
 
 def _checkpoint(path: Path) -> None:
