@@ -144,8 +144,7 @@ class DatabaseLimiter:
     @staticmethod
     def _move(slot_id: int, last_used: float, new_time: float) -> bool:
         with connection.cursor() as cursor:
-            cursor.execute(f"UPDATE {_table()} SET last_used = %s WHERE id = %s AND last_used = %s",
-                           [new_time, slot_id, last_used])
+            cursor.execute(_move_statement(), [new_time, slot_id, last_used])
             return cursor.rowcount == 1
 
 
@@ -191,11 +190,19 @@ def slots_spread(account, calls: int) -> None:
     frees = [max(now, last_used + interval) for _, last_used in slots]
     last_call = frees[(calls - 1) % len(slots)] + (calls - 1) // len(slots) * interval
     step = interval / len(slots)
-    with transaction.atomic():
-        for j, (slot_id, last_used) in enumerate(slots[:calls]):
-            even_free = last_call - (calls - 1 - j) * step  # when call j goes on the even schedule
-            if even_free > frees[j]:
-                DatabaseLimiter._move(slot_id, last_used, even_free - interval)  # lost to a take: left as it is
+    moves = []
+    for j, (slot_id, last_used) in enumerate(slots[:calls]):
+        even_free = last_call - (calls - 1 - j) * step  # when call j goes on the even schedule
+        if even_free > frees[j]:
+            moves.append([even_free - interval, slot_id, last_used])
+    if moves:
+        with transaction.atomic(), connection.cursor() as cursor:  # a move lost to a take leaves that slot as it is
+            cursor.executemany(_move_statement(), moves)
+
+
+def _move_statement() -> str:
+    """Compare-and-set a slot's date: parameters are the new date, the slot's id and the date it was read with."""
+    return f"UPDATE {_table()} SET last_used = %s WHERE id = %s AND last_used = %s"
 
 
 def _table() -> str:
