@@ -61,7 +61,7 @@ class SlotPermit:
 
 
 def fastest_answer(method: str, seconds: float) -> float:
-    """The fastest answer seen before this one (of `seconds`) to this kind of call; 0 for the first.
+    """The fastest answer seen before this one (of `seconds`) to this kind of call, 0 for the first; note this one.
 
     A listing page and a sync differ, so each method has its own. The
     answers of every account in the process count: one account's first
