@@ -107,12 +107,12 @@ class AdAccountAdmin(TriggerSyncMixin, admin.ModelAdmin):
     @admin.action(permissions=["trigger_sync"], description="Sync now")
     def sync_now(self, request, queryset) -> None:
         """Start a full sync of each selected account on the task cluster."""
-        for account in queryset:
-            try:
-                run = services.sync_run_start(account=account, trigger=Trigger.ADMIN,
-                                              triggered_by=request.user.get_username(), enqueue=True)
-            except services.SyncRefused as refused:
-                self.message_refused(request, refused)
+        accounts = list(queryset)
+        started = services.sync_runs_start(accounts=accounts, trigger=Trigger.ADMIN,
+                                           triggered_by=request.user.get_username(), enqueue=True)
+        for account, run in zip(accounts, started, strict=True):
+            if isinstance(run, services.SyncRefused):
+                self.message_refused(request, run)
             else:
                 self.message_user(request, format_html("{} started for {}.", run_link(run), account.name),
                                   messages.SUCCESS)

@@ -22,6 +22,7 @@ import threading
 import time
 
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Count
 
 from syncer.budget import RateBudget
 from syncer.client import Limiter, NoLimit
@@ -91,17 +92,19 @@ class DatabaseLimiter:
         self.account_id = account_id
         self.budget = budget
         self.interval = slot_interval(budget)
-        self._slots_ready = False
 
     def acquire(self) -> SlotPermit:
-        self._ensure_slots()
         connection_release()  # never queue holding a pooled connection: the thread ahead may need one
         with _queue_for(self.account_id):
             return self._acquire()
 
     def _acquire(self) -> SlotPermit:
         while True:
-            slot_id, last_used = self._oldest_slot()
+            slot = self._oldest_slot()
+            if slot is None:  # never ensured: an account's "Test connection" before its first run
+                slots_ensure_many({self.account_id: self.budget.calls})
+                continue
+            slot_id, last_used = slot
             wait = last_used + self.interval - time.time()
             if wait > 0:
                 connection_release()
@@ -121,15 +124,10 @@ class DatabaseLimiter:
         finally:
             connection_release()
 
-    def _ensure_slots(self) -> None:
-        if not self._slots_ready:
-            _slots_create(self.account_id, self.budget.calls)
-            self._slots_ready = True
-
     # Plain SQL: a hundred accounts take a slot per call, and building ORM
     # queries for them was a fifth of a worker's CPU.
 
-    def _oldest_slot(self) -> tuple[int, float]:
+    def _oldest_slot(self) -> tuple[int, float] | None:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT id, last_used FROM {_table()} WHERE account_id = %s AND {_index()} < %s "
                            f"ORDER BY last_used, {_index()} LIMIT 1", [self.account_id, self.budget.calls])
@@ -148,18 +146,23 @@ class DatabaseLimiter:
             return cursor.rowcount == 1
 
 
-def slots_ensure(account) -> None:
-    """Create the account's budget slots if its budget has more than exist."""
-    if account.budget is not None:
-        _slots_create(account.pk, account.budget.calls)
+def slots_ensure(accounts) -> None:
+    """Create the budget slots the accounts lack, at the start of each run (a budget may have grown since)."""
+    slots_ensure_many({account.pk: account.budget.calls for account in accounts if account.budget is not None})
 
 
-def _slots_create(account_id: int, calls: int) -> None:
+def slots_ensure_many(calls_by_account: dict[int, int]) -> None:
+    """One read for all the accounts, one insert for what is missing: a read needs no turn for SQLite's lock."""
     from campaigns.models import RateSlot
 
-    if RateSlot.objects.filter(account_id=account_id, index__lt=calls).count() < calls:  # a read needs no turn
-        RateSlot.objects.bulk_create([RateSlot(account_id=account_id, index=i) for i in range(calls)],
-                                     ignore_conflicts=True)
+    if not calls_by_account:
+        return
+    have = dict(RateSlot.objects.filter(account_id__in=calls_by_account).values("account_id")
+                .annotate(n=Count("pk")).values_list("account_id", "n"))
+    missing = [RateSlot(account_id=account_id, index=index) for account_id, calls in calls_by_account.items()
+               if have.get(account_id, 0) < calls for index in range(calls)]
+    if missing:
+        RateSlot.objects.bulk_create(missing, ignore_conflicts=True)
 
 
 def slots_spread(account, calls: int) -> None:

@@ -54,6 +54,35 @@ def sync_run_start(*, account: AdAccount, trigger: str, triggered_by: str = "",
     With `enqueue` the run goes to the task cluster; without it the caller
     runs it (`run_execute`).
     """
+    slots_ensure([account])  # here, not in the worker: its first call should not wait for them
+    return _run_create(account=account, trigger=trigger, triggered_by=triggered_by, campaign_ids=campaign_ids,
+                       retry_of=retry_of, concurrency=concurrency, enqueue=enqueue)
+
+
+def sync_runs_start(*, accounts, trigger: str, triggered_by: str = "",
+                    enqueue: bool = False) -> list[SyncRun | SyncRefused]:
+    """Start one run per account in one transaction; each gets its run or the reason it was refused.
+
+    One commit instead of one per account, and the cluster sees every run
+    at once: for a hundred accounts that is a tenth of a second, not two,
+    and the last account's calls start as soon as the first one's.
+    """
+    accounts = list(accounts)
+    slots_ensure(accounts)
+    started: list[SyncRun | SyncRefused] = []
+    with transaction.atomic():  # each start is a savepoint in it: a refused one undoes only itself
+        for account in accounts:
+            try:
+                started.append(_run_create(account=account, trigger=trigger, triggered_by=triggered_by,
+                                           enqueue=enqueue))
+            except SyncRefused as refused:
+                started.append(refused)
+    return started
+
+
+def _run_create(*, account: AdAccount, trigger: str, triggered_by: str, enqueue: bool,
+                campaign_ids: list[str] | None = None, retry_of: SyncRun | None = None,
+                concurrency: int | None = None) -> SyncRun:
     try:
         with transaction.atomic():
             run = SyncRun.objects.create(
@@ -61,7 +90,6 @@ def sync_run_start(*, account: AdAccount, trigger: str, triggered_by: str = "",
                 campaign_filter=sorted(set(campaign_ids)) if campaign_ids else None, retry_of=retry_of,
                 concurrency=concurrency or settings.SYNC["CONCURRENCY"], queued_at=timezone.now() if enqueue else None,
             )
-            slots_ensure(account)  # here, not in the worker: its first call should not wait for them
             if enqueue:
                 from syncer.tasks import run_enqueue
 

@@ -160,7 +160,7 @@ def test_spreading_leaves_a_run_with_fewer_calls_than_free_slots_alone_and_steps
 
     account.rate_limit = "10/60s"
     account.save()
-    slots_ensure(account)
+    slots_ensure([account])
     slots_spread(account, 10)
     assert set(RateSlot.objects.filter(account=account).values_list("last_used", flat=True)) == {0.0}, \
         "ten free slots, ten calls: all go at once"
@@ -360,3 +360,16 @@ def test_a_run_is_split_over_drain_tasks_only_when_one_would_not_keep_up_with_it
     settings.SYNC = {**settings.SYNC, "FAN_OUT": 2}
     run = sync_run_start(account=make_account(rate_limit=rate_limit), trigger=Trigger.COMMAND, concurrency=concurrency)
     assert fan_out_shape(SyncRun.objects.select_related("account").get(pk=run.pk)) == shape
+
+
+def test_starting_many_accounts_at_once_refuses_only_the_busy_one_and_queues_the_rest(make_account):
+    from syncer.services import SyncRefused, sync_runs_start
+    from tests.queue import queued_tasks
+
+    idle, busy = make_account(slug="idle"), make_account(slug="busy")
+    running = sync_run_start(account=busy, trigger=Trigger.COMMAND, triggered_by="test")
+    run, refused = sync_runs_start(accounts=[idle, busy], trigger=Trigger.ADMIN, triggered_by="ops", enqueue=True)
+    assert isinstance(run, SyncRun) and run.account == idle and run.status == RunStatus.QUEUED
+    assert isinstance(refused, SyncRefused) and refused.active_run == running
+    assert [task["args"][0] for task in queued_tasks()] == [run.pk], "only the started run goes to the cluster"
+    assert SyncRun.objects.filter(account=busy).count() == 1

@@ -1,4 +1,4 @@
-"""Create the fleet's accounts and queue one run each on the cluster, as the admin or a schedule would.
+"""Create the fleet's accounts and queue one run each on the cluster, as the admin's "Sync now" on all of them does.
 
     DATABASE_URL=... python -m tests.benchmarks.fleet_setup --accounts 100 \
         --url http://127.0.0.1:PORT --rate-limit 10/6s
@@ -19,7 +19,6 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, required=True)
     parser.add_argument("--url", required=True)
     parser.add_argument("--rate-limit", required=True)
-    parser.add_argument("--concurrency", type=int, default=None)
     args = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -27,7 +26,7 @@ def main() -> None:
 
     django.setup()
     from campaigns.models import AdAccount, Trigger
-    from syncer.services import sync_run_start
+    from syncer.services import sync_runs_start
 
     accounts = []
     for index in range(1, args.accounts + 1):
@@ -38,9 +37,8 @@ def main() -> None:
         account.save()
         accounts.append(account)
     started = time.monotonic()
-    runs = [sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="benchmark",
-                           concurrency=args.concurrency, enqueue=True).pk
-            for account in accounts]
+    runs = [run.pk for run in sync_runs_start(accounts=accounts, trigger=Trigger.ADMIN, triggered_by="benchmark",
+                                              enqueue=True)]
     print(json.dumps({"runs": runs, "enqueue_seconds": round(time.monotonic() - started, 3)}), flush=True)
 
 
