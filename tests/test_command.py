@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 from django_q.models import Schedule
 
 from campaigns.models import AttemptStatus, RunStatus, SyncRun
+from syncer.tasks import fan_out_shape
 from tests import cluster
 from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
 from tests.queue import queued_tasks
@@ -195,7 +196,8 @@ def test_async_prints_the_run_id_and_queues_a_task(account):
     assert run.status == RunStatus.QUEUED
     assert f"Run #{run.pk} queued" in out
     [task] = queued_tasks()
-    assert task["func"] == "syncer.tasks.run_prepare_task" and tuple(task["args"]) == (run.pk,)
+    assert task["func"] == "syncer.tasks.run_prepare_task"
+    assert tuple(task["args"]) == (run.pk, *fan_out_shape(run)), "the worker need not read the run to split it"
 
 
 def test_a_second_async_while_one_is_queued_is_refused(account):

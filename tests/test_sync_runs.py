@@ -373,3 +373,20 @@ def test_starting_many_accounts_at_once_refuses_only_the_busy_one_and_queues_the
     assert isinstance(refused, SyncRefused) and refused.active_run == running
     assert [task["args"][0] for task in queued_tasks()] == [run.pk], "only the started run goes to the cluster"
     assert SyncRun.objects.filter(account=busy).count() == 1
+
+
+def test_queueing_many_runs_builds_one_broker_per_queue_not_one_per_task(monkeypatch):
+    """django-q2 builds a broker per task unless given one: with Redis, a new connection each time."""
+    from django_q.conf import Conf
+
+    from syncer import tasks
+
+    built: list[str] = []
+    real_get_broker = tasks.get_broker
+    monkeypatch.setattr(tasks, "_brokers", {})
+    monkeypatch.setattr(tasks, "get_broker", lambda: built.append(Conf.CLUSTER_NAME) or real_get_broker())
+    for index in range(3):
+        tasks.prepare_enqueue(1000 + index)
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", f"{Conf.CLUSTER_NAME}-other")
+    tasks.prepare_enqueue(2000)
+    assert len(built) == 2 and built[0] != built[1], "one per queue name"
