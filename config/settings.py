@@ -233,7 +233,11 @@ Q_CLUSTER = {
     "recycle": 100_000,
     "catch_up": False,
     "ack_failures": True,
-    "save_limit": 500,
+    # Successful tasks are not kept: runs and attempts are the record, and a
+    # task ends as soon as its drain threads start, so its success says
+    # nothing about the sync. Keeping 500 cost the monitor a locked read of
+    # all 500 per task. Failed tasks are kept.
+    "save_limit": -1,
     "poll": 0.2,
     "label": "Task cluster",
     "ALT_CLUSTERS": {},  # django-q2 needs the key when Q_CLUSTER_NAME picks another queue
