@@ -5,20 +5,19 @@ run as running, with a lease and a claim token unique to this claim;
 completing one is a compare-and-set on that token (syncer/recording.py), so
 an attempt taken over after its lease ran out is counted once.
 
-This runs once per campaign or so, so it is plain SQL: the ORM's two
-queries for it were the largest share of a worker's CPU with a hundred
-runs side by side.
+This runs once per campaign or so, so it is plain SQL (syncer/sql.py).
 """
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun
+from syncer import sql
 
 
 def attempts_claim(*, run_id: int, worker: str, limit: int = 1) -> list[SyncAttempt]:
@@ -34,14 +33,14 @@ def attempts_claim(*, run_id: int, worker: str, limit: int = 1) -> list[SyncAtte
         rows = _claimable(cursor, run_id, "a.status = %s", [AttemptStatus.PENDING], limit)
         if len(rows) < limit:
             rows += _claimable(cursor, run_id, "a.status = %s AND a.lease_expires_at < %s",
-                               [AttemptStatus.RUNNING, _db_time(now)], limit - len(rows))
+                               [AttemptStatus.RUNNING, sql.db_time(now)], limit - len(rows))
         if not rows:
             return []
         ids = [row[0] for row in rows]
         cursor.execute(
-            f"UPDATE {_table(SyncAttempt)} SET status = %s, claimed_by = %s, lease_expires_at = %s, started_at = %s "
+            f"UPDATE {sql.table(SyncAttempt)} SET status = %s, claimed_by = %s, lease_expires_at = %s, started_at = %s "
             f"WHERE id IN ({', '.join(['%s'] * len(ids))})",
-            [AttemptStatus.RUNNING, token, _db_time(lease_until), _db_time(now), *ids])
+            [AttemptStatus.RUNNING, token, sql.db_time(lease_until), sql.db_time(now), *ids])
     return [SyncAttempt(id=pk, run_id=run_id, platform_id=platform_id, campaign_id=campaign_id,
                         status=AttemptStatus.RUNNING, claimed_by=token, lease_expires_at=lease_until, started_at=now)
             for pk, platform_id, campaign_id in rows]
@@ -50,16 +49,9 @@ def attempts_claim(*, run_id: int, worker: str, limit: int = 1) -> list[SyncAtte
 def _claimable(cursor, run_id: int, condition: str, params: list, limit: int) -> list[tuple]:
     skip_locked = " FOR UPDATE OF a SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     cursor.execute(
-        f"SELECT a.id, a.platform_id, a.campaign_id FROM {_table(SyncAttempt)} a "
-        f"JOIN {_table(SyncRun)} r ON r.id = a.run_id "
+        f"SELECT a.id, a.platform_id, a.campaign_id FROM {sql.table(SyncAttempt)} a "
+        f"JOIN {sql.table(SyncRun)} r ON r.id = a.run_id "
         f"WHERE a.run_id = %s AND r.status = %s AND {condition} ORDER BY a.id LIMIT %s{skip_locked}",
         [run_id, RunStatus.RUNNING, *params, limit])
     return cursor.fetchall()
 
-
-def _table(model) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
-def _db_time(value: datetime):
-    return connection.ops.adapt_datetimefield_value(value)
