@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -44,6 +45,9 @@ class Permit(Protocol):
 class Limiter(Protocol):
     def acquire(self) -> Permit: ...
 
+    # Wait until this thread's next call is the next for the budget; that call's `acquire` ends the turn.
+    def turn(self) -> AbstractContextManager[None]: ...
+
 
 class _FreePermit:
     def sent(self, method: str, at: float, answered_at: float | None) -> None:
@@ -53,6 +57,9 @@ class _FreePermit:
 class NoLimit:
     def acquire(self) -> Permit:
         return _FreePermit()
+
+    def turn(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
 
 class PlatformError(Exception):

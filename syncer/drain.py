@@ -89,6 +89,8 @@ def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: fl
                on_fatal, watch: threading.Lock, stop: threading.Event | None = None) -> int:
     """Claim and sync attempts until none is left, the deadline passes or `stop` is set; return how many.
 
+    A thread claims in its turn for the account's rate budget (its call is
+    the next), so under a budget an attempt is claimed just before its call.
     When the work left is claimed by others, the thread holding `watch`
     (the first to find nothing, one per drain) waits to take over claims
     whose leases run out; the others end.
@@ -96,7 +98,13 @@ def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: fl
     done, claim_size, watching = 0, ClaimSize(), False
     try:
         while time.monotonic() < deadline and not (stop and stop.is_set()):
-            attempts = patiently(attempts_claim, run_id=run_id, worker=worker, limit=claim_size.next())
+            with client.limiter.turn():
+                attempts = patiently(attempts_claim, run_id=run_id, worker=worker, limit=claim_size.next())
+                synced, fatal = _sync_claimed(attempts, client, claim_size)
+            done += synced
+            if fatal is not None:
+                on_fatal(fatal)
+                return done
             if not attempts:
                 if not patiently(_others_still_working, run_id):
                     break
@@ -106,25 +114,30 @@ def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: fl
                 if not watching:
                     break
                 time.sleep(IDLE_POLL_SECONDS)  # take over their claims if their leases run out
-                continue
-            for index, attempt in enumerate(attempts):
-                started = time.monotonic()
-                outcome = attempt_sync(attempt=attempt, client=client)
-                if patiently(attempt_complete, attempt=attempt, outcome=outcome):
-                    done += 1
-                    _log_outcome(attempt, outcome)
-                claim_size.observe(time.monotonic() - started)
-                if outcome.error is not None and outcome.error.fatal:
-                    for unstarted in attempts[index + 1:]:  # the same error would end them: say so
-                        patiently(attempt_complete, attempt=unstarted, outcome=Outcome(outcome.error, CallStats(), 0))
-                    on_fatal(outcome.error)
-                    return done
     finally:
         if watching:
             watch.release()
         close_old_connections()
         connection.close()  # each thread has its own connection: give it back
     return done
+
+
+def _sync_claimed(attempts: list[SyncAttempt], client: PlatformClient,
+                  claim_size: ClaimSize) -> tuple[int, PlatformError | None]:
+    """Sync and record claimed attempts; how many were recorded, and the error that ends the run, if any."""
+    done = 0
+    for index, attempt in enumerate(attempts):
+        started = time.monotonic()
+        outcome = attempt_sync(attempt=attempt, client=client)
+        if patiently(attempt_complete, attempt=attempt, outcome=outcome):
+            done += 1
+            _log_outcome(attempt, outcome)
+        claim_size.observe(time.monotonic() - started)
+        if outcome.error is not None and outcome.error.fatal:
+            for unstarted in attempts[index + 1:]:  # the same error would end them: say so
+                patiently(attempt_complete, attempt=unstarted, outcome=Outcome(outcome.error, CallStats(), 0))
+            return done, outcome.error
+    return done, None
 
 
 def patiently(step, *args, **kwargs):

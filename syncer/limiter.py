@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _queues: dict[int, threading.Lock] = {}  # one queue for the budget per account in this process
 _queues_lock = threading.Lock()
+_turns = threading.local()  # the queue a thread holds from `turn()` until its call takes a slot
 _fastest_answers: dict[str, float] = {}  # per kind of call, by any account in this process
 _fastest_lock = threading.Lock()
 
@@ -95,8 +98,35 @@ class DatabaseLimiter:
 
     def acquire(self) -> SlotPermit:
         connection_release()  # never queue holding a pooled connection: the thread ahead may need one
-        with _queue_for(self.account_id):
+        queue = _queue_for(self.account_id)
+        if getattr(_turns, "queue", None) is queue:
+            _turns.queue = None  # the call of this thread's turn: its slot ends the turn
+        else:
+            queue.acquire()
+        try:
             return self._acquire()
+        finally:
+            queue.release()
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Be next in this process's queue for the budget; the next call's slot ends the turn.
+
+        A drain claims its next attempt in its turn. Claimed while ten calls
+        ahead of it still waited for the budget, an attempt sat claimed for
+        a window, and a hundred runs starting at once spent their first
+        seconds on claims instead of on their listings.
+        """
+        connection_release()
+        queue = _queue_for(self.account_id)
+        queue.acquire()
+        _turns.queue = queue
+        try:
+            yield
+        finally:
+            if getattr(_turns, "queue", None) is queue:  # no call took a slot in the turn
+                _turns.queue = None
+                queue.release()
 
     def _acquire(self) -> SlotPermit:
         while True:

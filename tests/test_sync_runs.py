@@ -362,6 +362,28 @@ def test_a_run_is_split_over_drain_tasks_only_when_one_would_not_keep_up_with_it
     assert fan_out_shape(SyncRun.objects.select_related("account").get(pk=run.pk)) == shape
 
 
+def test_under_a_budget_a_drain_claims_an_attempt_only_when_its_call_is_next(fake_platform, make_account, monkeypatch):
+    """Claimed ten calls ahead, an attempt waited a window for the budget, and claims crowded a fleet's start."""
+    from syncer import drain
+    from syncer.claims import attempts_claim
+
+    fake_platform.update(campaigns=8, rate_limit="4/1s")
+    account = make_account(rate_limit="4/1s")
+    held_at_claim: list[int] = []  # attempts claimed but not done, each time a thread claims
+
+    def counted_claim(**kwargs):
+        claimed = attempts_claim(**kwargs)
+        held_at_claim.append(SyncAttempt.objects.filter(run_id=kwargs["run_id"], status=AttemptStatus.RUNNING).count())
+        return claimed
+
+    monkeypatch.setattr(drain, "attempts_claim", counted_claim)
+    run = sync(account, concurrency=8)
+    assert run.status == RunStatus.SUCCEEDED and run.rate_limited == 0, run.error_message
+    # the one just claimed, and the 20 ms calls of the slots before it (a quarter second apart) that may
+    # still be finishing on a slow machine; eight threads claiming at once held eight
+    assert max(held_at_claim) <= 3, held_at_claim
+
+
 def test_starting_many_accounts_at_once_refuses_only_the_busy_one_and_queues_the_rest(make_account):
     from syncer.services import SyncRefused, sync_runs_start
     from tests.queue import queued_tasks
