@@ -106,12 +106,10 @@ def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: fl
                 on_fatal(fatal)
                 return done
             if not attempts:
-                if not patiently(_others_still_working, run_id):
-                    break
                 # A hundred runs' idle threads asking twice a second were most of the database's work
-                # in the runs' last window: one watcher per drain is enough.
+                # in the runs' last window: one watcher per drain is enough, and only it asks.
                 watching = watching or watch.acquire(blocking=False)
-                if not watching:
+                if not watching or not patiently(_others_still_working, run_id):
                     break
                 time.sleep(IDLE_POLL_SECONDS)  # take over their claims if their leases run out
     finally:
