@@ -154,11 +154,12 @@ def run_prepare(*, run_id: int) -> bool:
 
 
 def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None,
-              stop: threading.Event | None = None) -> int:
+              stop: threading.Event | None = None, beat_now: bool = True) -> int:
     """Sync the run's pending attempts with `threads` parallel workers in this process.
 
     Ends when no work is left, after `max_seconds`, or once `stop` is set
-    (the calls in flight finish first).
+    (the calls in flight finish first). `beat_now=False` when the caller
+    has just shown the run alive (it prepared it).
     """
     run = SyncRun.objects.select_related("account").get(pk=run_id)
     if run.status != RunStatus.RUNNING:
@@ -174,7 +175,7 @@ def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None,
                                     on_fatal=lambda error: run_fail(run_id=run_id, reason=error.message,
                                                                     category=error.category))
 
-    with heartbeat(run_id=run_id, claim_prefix=f"{name}/"), \
+    with heartbeat(run_id=run_id, claim_prefix=f"{name}/", beat_now=beat_now), \
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"run{run_id}") as pool:
         done = sum(pool.map(work, range(threads)))
     drain.patiently(run_finish_if_done, run_id=run_id)

@@ -92,7 +92,7 @@ def _prepare_and_drain(run_id: int, tasks: int, threads: int) -> None:
         return
     for index in range(1, tasks):
         drain_enqueue(run_id, threads, index)
-    services.run_drain(run_id=run_id, threads=threads, stop=_stopping)
+    services.run_drain(run_id=run_id, threads=threads, stop=_stopping, beat_now=False)
 
 
 def fan_out_shape(run: SyncRun) -> tuple[int, int]:
