@@ -13,6 +13,7 @@ from django.utils import timezone
 from campaigns.models import AttemptStatus, Campaign, SyncAttempt, SyncRun, SyncStatus
 from syncer import sql
 from syncer.client import BAD_RESPONSE, CLIENT_ERROR, CallStats, Page, PlatformClient
+from syncer.listings_first import listing_in_flight
 from syncer.rows import BadRow, CampaignRow, parse_row, row_id
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,13 @@ class Listing:
 
 def listing_fetch(*, client: PlatformClient, page_size: int, stats: CallStats) -> Listing:
     listing = Listing()
-    for page in client.iter_pages(page_size=page_size, stats=stats):
+    pages = client.iter_pages(page_size=page_size, stats=stats)
+    with listing_in_flight():  # the first page is the run's first call (syncer/listings_first.py)
+        page = next(pages, None)
+    while page is not None:
         listing.add_page(page)
         log.info("listed page %s: %s rows (total %s)", page.number, len(page.rows), page.total)
+        page = next(pages, None)
     if listing.duplicates:
         log.warning("%s campaigns were listed more than once; each is synced once", listing.duplicates)
     return listing

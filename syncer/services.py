@@ -27,7 +27,7 @@ from campaigns.models import (
     SyncAttempt,
     SyncRun,
 )
-from syncer import drain
+from syncer import drain, listings_first
 from syncer.accounts import client_for, client_settings_for
 from syncer.client import CallStats, PlatformClient, PlatformError
 from syncer.heartbeat import heartbeat
@@ -143,6 +143,7 @@ def run_prepare(*, run_id: int) -> bool:
             with heartbeat(run_id=run_id, beat_now=run.heartbeat_at != now):  # starting it was a beat
                 listing = listing_fetch(client=client_for(run.account, pool_size=run.concurrency),
                                         page_size=settings.SYNC["PAGE_SIZE"], stats=stats)
+                listings_first.listings_wait()  # let this process's other runs make their first calls
         except PlatformError as error:
             _add_counters(run_id, stats)
             run_fail(run_id=run_id, reason=f"listing campaigns failed: {error.message}")
