@@ -96,9 +96,15 @@ def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: fl
     whose leases run out; the others end.
     """
     done, claim_size, watching = 0, ClaimSize(), False
+
+    def ended() -> bool:
+        return time.monotonic() >= deadline or bool(stop and stop.is_set())
+
     try:
-        while time.monotonic() < deadline and not (stop and stop.is_set()):
+        while not ended():
             with client.limiter.turn():
+                if ended():  # the wait for a turn can be a window long: a stop meanwhile claims nothing
+                    break
                 attempts = patiently(attempts_claim, run_id=run_id, worker=worker, limit=claim_size.next())
                 synced, fatal = _sync_claimed(attempts, client, claim_size)
             done += synced

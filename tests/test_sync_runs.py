@@ -443,3 +443,23 @@ def test_a_listed_run_waits_to_store_while_another_run_of_its_process_makes_its_
     impatient.join(5)
     assert not impatient.is_alive(), "a first call that takes long holds no store back past its patience"
     first_call_answered.set()
+
+
+def test_a_drain_stopped_while_its_threads_wait_for_their_turn_claims_nothing_more(fake_platform, make_account):
+    """A worker that exits lets its calls in flight finish; threads still waiting for the budget start none."""
+    from syncer.services import run_drain, run_prepare
+
+    fake_platform.update(campaigns=3, rate_limit="1/2s")
+    account = make_account(rate_limit="1/2s")
+    run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test")
+    assert run_prepare(run_id=run.pk)  # the listing took the one slot: the first sync waits two seconds
+    stop = threading.Event()
+    drained = threading.Thread(target=run_drain, kwargs={"run_id": run.pk, "threads": 3, "stop": stop})
+    drained.start()
+    wait_until(lambda: run.attempts.filter(status=AttemptStatus.RUNNING).exists(), timeout=10,
+               message="one thread has claimed the first attempt and waits for the slot")
+    stop.set()
+    drained.join(30)
+    assert not drained.is_alive()
+    assert run.attempts.filter(status=AttemptStatus.SUCCEEDED).count() == 1, "the claimed one went"
+    assert run.attempts.filter(status=AttemptStatus.PENDING).count() == 2, "the others were never claimed"
