@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count
 
+from syncer import sql
 from syncer.budget import RateBudget
 from syncer.client import Limiter, NoLimit
 from syncer.connections import connection_release
@@ -132,7 +133,7 @@ class DatabaseLimiter:
         while True:
             slot = self._oldest_slot()
             if slot is None:  # never ensured: an account's "Test connection" before its first run
-                slots_ensure_many({self.account_id: self.budget.calls})
+                _slots_create_missing({self.account_id: self.budget.calls})
                 continue
             slot_id, last_used = slot
             wait = last_used + self.interval - time.time()
@@ -178,10 +179,10 @@ class DatabaseLimiter:
 
 def slots_ensure(accounts) -> None:
     """Create the budget slots the accounts lack, at the start of each run (a budget may have grown since)."""
-    slots_ensure_many({account.pk: account.budget.calls for account in accounts if account.budget is not None})
+    _slots_create_missing({account.pk: account.budget.calls for account in accounts if account.budget is not None})
 
 
-def slots_ensure_many(calls_by_account: dict[int, int]) -> None:
+def _slots_create_missing(calls_by_account: dict[int, int]) -> None:
     """One read for all the accounts, one insert for what is missing: a read needs no turn for SQLite's lock."""
     from campaigns.models import RateSlot
 
@@ -241,7 +242,7 @@ def _move_statement() -> str:
 def _table() -> str:
     from campaigns.models import RateSlot
 
-    return connection.ops.quote_name(RateSlot._meta.db_table)
+    return sql.table(RateSlot)
 
 
 def _index() -> str:

@@ -63,26 +63,26 @@ def listing_fetch(*, client: PlatformClient, page_size: int, stats: CallStats) -
     return listing
 
 
-# A listing's rows go in with plain SQL (syncer/sql.py): bulk_create spent
-# more CPU building these statements than everything else a fleet does to start.
-CAMPAIGN_COLUMNS = ("account_id", "platform_id", "name", "status", "budget", "impressions", "clicks", "conversions",
-                    "platform_created_at", "first_seen_at", "updated_at", "last_sync_status")
-CAMPAIGN_REFRESHED = ("name", "status", "budget", "impressions", "clicks", "conversions", "platform_created_at",
-                      "updated_at")
-ATTEMPT_COLUMNS = ("run_id", "campaign_id", "platform_id", "status", "tries", "error_category", "message",
-                   "claimed_by", "created_at", "started_at", "finished_at")
-
-
 def campaigns_upsert(*, account_id: int, rows: list[CampaignRow]) -> dict[str, int]:
-    """Insert or update campaigns by (account, platform id); return platform id -> pk."""
+    """Insert or update campaigns by (account, platform id); return platform id -> pk.
+
+    Plain SQL (syncer/sql.py): bulk_create spent more CPU building these
+    statements than everything else a fleet does to start.
+    """
     now = sql.db_time(timezone.now())
-    refresh = ", ".join(f"{name} = excluded.{name}" for name in map(connection.ops.quote_name, CAMPAIGN_REFRESHED))
     for batch in batches(rows):
-        sql.insert(Campaign, CAMPAIGN_COLUMNS, [
-            (account_id, row.platform_id, row.name, row.status, row.budget, row.impressions, row.clicks,
-             row.conversions, sql.db_time(row.created_at), now, now, SyncStatus.NEVER) for row in batch
-        ], on_conflict=f"(account_id, platform_id) DO UPDATE SET {refresh}")
+        values = [_campaign(account_id, row, now) for row in batch]
+        refreshed = [*batch[0].as_fields(), "updated_at"]  # what the platform lists; the rest is ours
+        sql.insert(Campaign, values, on_conflict="(account_id, platform_id) DO UPDATE SET " + ", ".join(
+            f"{name} = excluded.{name}" for name in map(connection.ops.quote_name, refreshed)))
     return _all_ids(account_id)
+
+
+def _campaign(account_id: int, row: CampaignRow, now) -> dict:
+    fields = row.as_fields()
+    fields["platform_created_at"] = sql.db_time(fields["platform_created_at"])
+    return {"account_id": account_id, "platform_id": row.platform_id, **fields, "updated_at": now,
+            "first_seen_at": now, "last_sync_status": SyncStatus.NEVER}
 
 
 def batches(items: Iterable, size: int = BATCH_SIZE) -> Iterator[list]:
@@ -104,7 +104,7 @@ def attempts_queue(*, run: SyncRun, listing: Listing) -> int:
     attempts = _attempts(run, listing, good, wanted, ids, sql.db_time(timezone.now()))
     with transaction.atomic():
         for batch in batches(attempts):
-            sql.insert(SyncAttempt, ATTEMPT_COLUMNS, batch, on_conflict="DO NOTHING")
+            sql.insert(SyncAttempt, batch, on_conflict="DO NOTHING")
         _mark_failed_campaigns(run)
         counts = _attempt_counts(run.pk)
         SyncRun.objects.filter(pk=run.pk, prepared_at__isnull=True).update(
@@ -114,10 +114,10 @@ def attempts_queue(*, run: SyncRun, listing: Listing) -> int:
 
 
 def _attempts(run: SyncRun, listing: Listing, good: list[CampaignRow], wanted: set[str] | None,
-              ids: dict[str, int], now) -> Iterator[tuple]:
+              ids: dict[str, int], now) -> Iterator[dict]:
     """One attempt per good row; failed ones for bad rows and for asked-for campaigns no longer listed."""
     for row in good:
-        yield run.pk, ids.get(row.platform_id), row.platform_id, AttemptStatus.PENDING, 0, "", "", "", now, None, None
+        yield _attempt(run, ids.get(row.platform_id), row.platform_id, now)
     for key, reason in listing.bad.items():
         if wanted is None or key in wanted:
             yield _failed(run, key, ids.get(key), BAD_RESPONSE, reason, now)
@@ -126,9 +126,16 @@ def _attempts(run: SyncRun, listing: Listing, good: list[CampaignRow], wanted: s
                       "not in the platform's listing any more: it may have been deleted", now)
 
 
-def _failed(run: SyncRun, key: str, campaign_id: int | None, category: str, reason: str, now) -> tuple:
-    return (run.pk, campaign_id, key[:255], AttemptStatus.FAILED, 0, category, reason[:MESSAGE_LENGTH], "", now,
-            now, now)
+def _failed(run: SyncRun, key: str, campaign_id: int | None, category: str, reason: str, now) -> dict:
+    return _attempt(run, campaign_id, key[:255], now, status=AttemptStatus.FAILED, error_category=category,
+                    message=reason[:MESSAGE_LENGTH], started_at=now, finished_at=now)
+
+
+def _attempt(run: SyncRun, campaign_id: int | None, platform_id: str, now, **outcome) -> dict:
+    """An attempt's row: pending unless `outcome` says otherwise."""
+    return {"run_id": run.pk, "campaign_id": campaign_id, "platform_id": platform_id, "status": AttemptStatus.PENDING,
+            "tries": 0, "error_category": "", "message": "", "claimed_by": "", "created_at": now,
+            "started_at": None, "finished_at": None, **outcome}
 
 
 def _mark_failed_campaigns(run: SyncRun) -> None:

@@ -1,7 +1,8 @@
 """Record one attempt's outcome: the attempt, the run's counters and the campaign, in one transaction.
 
-This runs once per campaign, so it is three plain SQL statements: compiling
-the same three ORM updates with F() expressions cost a fifth of a sync's CPU.
+This runs once per campaign, so it is three plain SQL statements
+(syncer/sql.py): compiling the same three ORM updates with F() expressions
+cost a fifth of a sync's CPU.
 The attempt update is a compare-and-set on the claim, so an attempt taken
 over by another worker is counted once.
 """
@@ -12,13 +13,14 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from campaigns.models import AttemptStatus, Campaign, SyncAttempt, SyncRun
+from syncer import sql
 from syncer.client import CallStats, PlatformError
 
 CALL_COUNTERS = ("requests", "retries", "rate_limited", "server_errors", "timeouts", "pages")
 
 
-def _sql() -> dict[str, str]:
-    attempts, runs, campaigns = (model._meta.db_table for model in (SyncAttempt, SyncRun, Campaign))
+def _statements() -> dict[str, str]:
+    attempts, runs, campaigns = (sql.table(model) for model in (SyncAttempt, SyncRun, Campaign))
     counters = ", ".join(f"{name} = {name} + %s" for name in CALL_COUNTERS)
     return {
         "attempt": f"UPDATE {attempts} SET status = %s, tries = tries + %s, http_status = %s, error_category = %s, "
@@ -34,20 +36,20 @@ def _sql() -> dict[str, str]:
 def outcome_record(*, attempt: SyncAttempt, error: PlatformError | None, stats: CallStats, latency_ms: int,
                    now: datetime) -> bool:
     """Write the outcome unless the claim is no longer ours; True when it was written."""
-    sql, succeeded = _sql(), error is None
-    finished_at = connection.ops.adapt_datetimefield_value(now)
+    statements, succeeded = _statements(), error is None
+    finished_at = sql.db_time(now)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql["attempt"], [
+        cursor.execute(statements["attempt"], [
             AttemptStatus.SUCCEEDED if succeeded else AttemptStatus.FAILED, 1 + stats.retries, stats.last_status,
             "" if succeeded else error.category, "" if succeeded else error.message[:500], latency_ms, finished_at,
             attempt.pk, AttemptStatus.RUNNING, attempt.claimed_by,
         ])
         if cursor.rowcount != 1:
             return False
-        cursor.execute(sql["run"], [int(succeeded), int(not succeeded),
+        cursor.execute(statements["run"], [int(succeeded), int(not succeeded),
                                     *(getattr(stats, name) for name in CALL_COUNTERS), attempt.run_id])
         if attempt.campaign_id and succeeded:
-            cursor.execute(sql["synced"], [finished_at, attempt.campaign_id])
+            cursor.execute(statements["synced"], [finished_at, attempt.campaign_id])
         elif attempt.campaign_id:
-            cursor.execute(sql["failed"], [attempt.campaign_id])
+            cursor.execute(statements["failed"], [attempt.campaign_id])
     return True

@@ -20,16 +20,20 @@ def db_time(value: datetime | None):
     return connection.ops.adapt_datetimefield_value(value)
 
 
-def insert(model, columns: Sequence[str], rows: Sequence[Sequence], *, on_conflict: str) -> None:
-    """INSERT `rows` (values ready for the driver, in `columns` order) ... ON CONFLICT `on_conflict`.
+def insert(model, rows: Sequence[dict], *, on_conflict: str) -> None:
+    """INSERT `rows` ... ON CONFLICT `on_conflict`; rows are dicts of column -> value ready for the driver.
 
-    One short statement executed for many rows: a statement of many rows'
-    placeholders is too long for the driver's cache of parsed statements,
-    and parsing it again cost more than the insert.
+    Every row has the same columns in the same order (one function builds
+    them), so its values are taken as they stand. One short statement is
+    executed for all the rows: a statement of many rows' placeholders is too
+    long for the driver's cache of parsed statements, and parsing it again
+    cost more than the insert.
     """
     if not rows:
         return
+    columns = list(rows[0])
     names = ", ".join(connection.ops.quote_name(column) for column in columns)
     with connection.cursor() as cursor:
         cursor.executemany(f"INSERT INTO {table(model)} ({names}) VALUES ({', '.join(['%s'] * len(columns))}) "
-                           f"ON CONFLICT {on_conflict}", rows)
+                           f"ON CONFLICT {on_conflict}",
+                           [tuple(row.values()) for row in rows])
