@@ -18,6 +18,12 @@ def validate_budget(value: str) -> None:
         raise ValidationError(str(error)) from error
 
 
+def validate_client_id(value: str) -> None:
+    """A client id travels in an HTTP header: printable ASCII only, no spaces."""
+    if not value or not all("!" <= character <= "~" for character in value):
+        raise ValidationError("the client id must be printable ASCII without spaces (it is sent as X-Client-ID)")
+
+
 class AdAccount(models.Model):
     """One login on the ad platform, with its own client id and rate budget.
 
@@ -30,7 +36,8 @@ class AdAccount(models.Model):
     base_url = models.URLField(max_length=500)
     email = models.CharField(max_length=254)
     encrypted_password = models.TextField(blank=True, editable=False)
-    client_id = models.CharField(max_length=200, help_text="Sent as X-Client-ID; the rate budget belongs to it.")
+    client_id = models.CharField(max_length=200, validators=[validate_client_id],
+                                 help_text="Sent as X-Client-ID; the rate budget belongs to it.")
     rate_limit = models.CharField(
         max_length=32, default="10/60s", validators=[validate_budget],
         help_text="N calls per W seconds, e.g. 10/60s; 'none' for no limit.",
@@ -127,10 +134,20 @@ class SyncRun(models.Model):
                                      help_text="When its next step was last put on the task queue.")
     finished_at = models.DateTimeField(null=True, blank=True)
     error_message = models.TextField(blank=True)
+    warnings = models.JSONField(default=list, blank=True,
+                                help_text="Run-level warnings, one line each (e.g. an incomplete listing).")
+    resumes = models.PositiveIntegerField(default=0, help_text="How often the watchdog resumed it after its "
+                                                               "workers fell silent.")
+    platform_unavailable_since = models.DateTimeField(
+        null=True, blank=True, help_text="Set while the platform answers nothing but outages (5xx, timeouts).")
+    queued_key = models.CharField(max_length=16, blank=True,
+                                  help_text="Fingerprint of the SECRET_KEY that signed its last queued task.")
 
     campaigns_listed = models.PositiveIntegerField(default=0)
     campaigns_synced = models.PositiveIntegerField(default=0)
     campaigns_failed = models.PositiveIntegerField(default=0)
+    campaigns_unlisted = models.PositiveIntegerField(
+        default=0, help_text="Campaigns the platform's total counts that no listing returned.")
 
     requests = models.PositiveIntegerField(default=0)
     retries = models.PositiveIntegerField(default=0)
@@ -197,6 +214,7 @@ class ErrorCategory(models.TextChoices):
     CLIENT_ERROR = "client_error", "Client error"
     NETWORK = "network", "Network"
     BAD_RESPONSE = "bad_response", "Bad response"
+    INTERNAL = "internal", "Internal error"
 
 
 class SyncAttempt(models.Model):
@@ -215,6 +233,7 @@ class SyncAttempt(models.Model):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error_category = models.CharField(max_length=20, choices=ErrorCategory.choices, blank=True)
     message = models.CharField(max_length=500, blank=True)
+    warnings = models.TextField(blank=True, help_text="Fields stored empty because the platform sent them bad.")
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

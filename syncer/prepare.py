@@ -134,7 +134,7 @@ def _failed(run: SyncRun, key: str, campaign_id: int | None, category: str, reas
 def _attempt(run: SyncRun, campaign_id: int | None, platform_id: str, now, **outcome) -> dict:
     """An attempt's row: pending unless `outcome` says otherwise."""
     return {"run_id": run.pk, "campaign_id": campaign_id, "platform_id": platform_id, "status": AttemptStatus.PENDING,
-            "tries": 0, "error_category": "", "message": "", "claimed_by": "", "created_at": now,
+            "tries": 0, "error_category": "", "message": "", "warnings": "", "claimed_by": "", "created_at": now,
             "started_at": None, "finished_at": None, **outcome}
 
 

@@ -13,8 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from syncer.fake_platform import FAKE_SECRET, FakePlatform, FakePlatformConfig, parse_rate_limit
-from syncer.fake_platform_config import BAD_ROW_KINDS
+from syncer.fake_platform import BAD_FIELD_KINDS, BAD_ROW_KINDS, FAKE_SECRET, FakePlatform, FakePlatformConfig, parse_rate_limit
 
 EMAIL, PASSWORD = "demo@adplatform.test", "demo-password"
 
@@ -120,6 +119,23 @@ def test_token_revoke_every_kth_call_revokes_the_token_it_used(make_platform):
     assert platform.stats["tokens_revoked"] == 1
 
 
+def test_revoke_all_every_kth_call_ends_every_live_token_and_new_ones_work(make_platform):
+    platform = make_platform(revoke_all_every=3)
+    first, second = api(platform), api(platform)
+    assert [list_page(s, platform).status_code for s in (first, second, first, first, second)] == [200, 200, 200,
+                                                                                                   401, 401]
+    assert platform.stats["tokens_revoked"] == 2
+    assert list_page(api(platform), platform).status_code == 200
+
+
+def test_refuse_tokens_issues_tokens_that_no_call_accepts(make_platform):
+    platform = make_platform(refuse_tokens=True)
+    session = api(platform)
+    assert [list_page(session, platform).status_code for _ in range(2)] == [401, 401]
+    platform.update(refuse_tokens=False)
+    assert list_page(session, platform).status_code == 200
+
+
 def test_revoke_on_issue_ends_previous_tokens_of_same_credentials(make_platform):
     platform = make_platform(revoke_on_issue=True)
     old, new = api(platform), api(platform)
@@ -208,6 +224,55 @@ def test_duplicate_across_pages_shifts_pages_and_total_without_losing_any(make_p
     assert [body["pagination"]["has_more"] for body in bodies] == [True, True, True, False]
     assert pages[3] == ["campaign_30"] and all(len(ids) <= 10 for ids in pages)
     assert {platform_id for page in pages for platform_id in page} == {f"campaign_{i}" for i in range(1, 31)}
+
+
+def test_overlap_pages_repeat_the_last_row_and_keep_total_so_the_tail_lies_past_page_times_limit(make_platform):
+    platform = make_platform(campaigns=30, overlap_pages=True)
+    session = api(platform)
+    bodies = [list_page(session, platform, page=p).json() for p in (1, 2, 3, 4)]
+    pages = [[r["id"] for r in body["data"]] for body in bodies]
+    assert pages[1][0] == pages[0][-1] == "campaign_10" and pages[2][0] == pages[1][-1] == "campaign_19"
+    assert [body["pagination"]["total"] for body in bodies] == [30, 30, 30, 30]
+    # Up to page * limit >= total (page 3) the pages hold 28 distinct campaigns; the last two are on page 4.
+    assert len({i for page in pages[:3] for i in page}) == 28 and pages[3] == ["campaign_28", "campaign_29",
+                                                                               "campaign_30"]
+
+
+def test_delete_between_pages_deletes_a_listed_campaign_and_skips_one_on_the_next_page(make_platform):
+    platform = make_platform(campaigns=30, delete_between_pages=1)
+    session = api(platform)
+    bodies = [list_page(session, platform, page=p).json() for p in (1, 2, 3)]
+    seen = [r["id"] for body in bodies for r in body["data"]]
+    assert "campaign_1" in seen and "campaign_11" not in seen, "page 2 starts one row later: campaign_11 skipped"
+    assert bodies[1]["pagination"]["total"] == 29 and bodies[2]["pagination"]["has_more"] is False
+    assert platform.deleted_ids() == ["campaign_1"] and sync(session, platform, "campaign_1").status_code == 404
+    again = [r["id"] for p in (1, 2, 3) for r in list_page(session, platform, page=p).json()["data"]]
+    assert again == [f"campaign_{i}" for i in range(2, 31)], "a second listing sees every live campaign once"
+    platform.update(delete_between_pages=0)
+    assert sync(session, platform, "campaign_1").status_code == 200, "changing the knob brings it back"
+
+
+def test_bad_fields_are_served_in_rows_with_a_good_id(make_platform):
+    platform = make_platform(campaigns=18, bad_field_rate=1.0)
+    response = list_page(api(platform), platform, limit=100)
+    with pytest.raises(ValueError, match="digits"):
+        response.json()  # a 5,000-digit integer: more than Python parses by default
+    assert ": " + "9" * 5000 + "," in response.text
+    rows = json.loads(response.text.replace("9" * 5000, '"huge"'))["data"]
+    assert [row["id"] for row in rows] == [f"campaign_{i}" for i in range(1, 19)]
+    by_kind = {kind: rows[i - 1][field] for i in range(1, 19) for field, kind in [BAD_FIELD_KINDS[i % 9]]}
+    assert by_kind["empty_name"] == "" and isinstance(by_kind["name_not_text"], dict)
+    assert "\ud800" in by_kind["surrogate_name"] and "\\ud800" in response.text, "a lone surrogate, escaped"
+    assert by_kind["year_one_created_at"] == "0001-01-01T00:30:00+05:00" and by_kind["huge_integer"] == "huge"
+    assert (by_kind["budget_out_of_range"], by_kind["status_not_text"], by_kind["fractional_clicks"]) == (1e300, 42,
+                                                                                                         12.5)
+    assert platform.stats["bad_fields_served"] == 18
+
+
+def test_oversized_list_answers_carry_the_padding_asked_for(make_platform):
+    platform = make_platform(oversized_list_mb=1.5)
+    response = list_page(api(platform), platform)
+    assert len(response.content) > 1.5 * 1024 * 1024 and response.json()["data"]
 
 
 @pytest.mark.parametrize("mode", ["truncated_json", "data_not_list", "no_pagination", "html"])
@@ -507,6 +572,23 @@ def test_down_refuses_every_endpoint_and_counts_calls(make_platform):
     assert requests.get(f"{platform.url}/_fake/stats", timeout=5).json()["calls_while_down"] == 3
     platform.update(down=False)
     assert list_page(session, platform).status_code == 200
+
+
+def test_down_mode_503_answers_every_endpoint_with_503(make_platform):
+    platform = make_platform(down_mode="503")
+    session = api(platform)
+    platform.update(down=True)
+    assert requests.get(f"{platform.url}/health", timeout=5).status_code == 503
+    assert requests.post(f"{platform.url}/auth/token", auth=(EMAIL, PASSWORD), timeout=5).status_code == 503
+    assert list_page(session, platform).status_code == 503 and sync(session, platform, "campaign_1").status_code == 503
+    assert platform.stats["calls_while_down"] == 4
+
+
+def test_down_mode_hang_never_answers(make_platform):
+    platform = make_platform(down_mode="hang", down=True)
+    with pytest.raises(requests.Timeout):
+        requests.get(f"{platform.url}/health", timeout=0.3)
+    assert platform.stats["calls_while_down"] == 1
 
 
 def test_down_for_comes_back_by_itself(make_platform):

@@ -28,7 +28,7 @@ from django.db import connection
 
 from campaigns.models import AttemptStatus, Campaign, RunStatus, SyncAttempt, SyncRun, Trigger
 from syncer.fake_platform import FAKE_SECRET
-from syncer.fake_platform_config import base_campaign, hostile_row
+from syncer.fake_platform.data import base_campaign, hostile_row
 from syncer.logs import ContextFilter, RedactFilter, TextFormatter
 from syncer.services import run_execute, sync_run_start
 from tests.cluster import ROOT

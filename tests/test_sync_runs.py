@@ -19,7 +19,7 @@ from campaigns.models import (
     SyncRun,
     Trigger,
 )
-from syncer.fake_platform_config import base_campaign, hostile_row
+from syncer.fake_platform.data import base_campaign, hostile_row
 from syncer.services import run_cancel, run_execute, run_retry_failed, sync_run_start
 from tests.waiting import wait_until
 

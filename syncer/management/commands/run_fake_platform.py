@@ -11,8 +11,15 @@ from dataclasses import fields
 
 from django.core.management.base import BaseCommand, CommandError
 
-from syncer.fake_platform import FakePlatform
-from syncer.fake_platform_config import KNOB_HELP, MALFORMED_LIST_MODES, PRESETS, RETRY_AFTER_MODES, FakePlatformConfig
+from syncer.fake_platform import (
+    DOWN_MODES,
+    KNOB_HELP,
+    MALFORMED_LIST_MODES,
+    PRESETS,
+    RETRY_AFTER_MODES,
+    FakePlatform,
+    FakePlatformConfig,
+)
 
 
 def _optional_float(text):
@@ -38,6 +45,8 @@ def add_knob_arguments(parser):
             kwargs["choices"] = RETRY_AFTER_MODES
         elif knob.name == "malformed_list":
             kwargs["choices"] = ("none", *MALFORMED_LIST_MODES)
+        elif knob.name == "down_mode":
+            kwargs["choices"] = DOWN_MODES
         elif knob.name == "retry_after_override":
             kwargs["type"] = _optional_float
         elif isinstance(default, int) and knob.name != "token_lifetime":

@@ -1,56 +1,23 @@
-"""Knobs and data set of the bundled fake ad platform (server: ``syncer/fake_platform.py``).
+"""Knobs of the bundled fake ad platform: one field of ``FakePlatformConfig`` each, all faults off by default.
 
-Pure Python, no Django. ``FakePlatformConfig`` holds every knob; the
-management command builds one CLI flag per field from ``KNOB_HELP``.
-Every fault is OFF by default; the reference (contract) values are on for
-the non-fault knobs: 100 campaigns, 10 calls per 60 s, 2 s sync latency.
-Use ``FakePlatformConfig.preset("contract")`` for the contract's hostility
-(1 list call in 5 answers 503, some hangs, bad rows) or ``preset("demo")``
-for the same at demo speed.
-
-Campaigns are ``campaign_1..campaign_N``; name, status, budget, created_at and
-base metrics are fixed by (seed, i); metrics grow on every list call.
-
-Bad rows vs hostile values
---------------------------
-``bad_row_rate``: campaign i (``Random(f"{seed}:bad:{i}")``) is FOLLOWED by an
-EXTRA malformed row, counted in ``pagination.total`` like any item (the data
-set holds N campaigns + the bad rows); real campaigns are never replaced, so
-every good campaign stays listable and syncable. Bad rows are rows a client must REJECT
-(record an error, keep going). Kinds, cycling: ``missing_id`` (no "id"),
-``int_id`` (id is a number), ``empty_id`` (id ""), ``not_object`` (the row is
-a string, null, list or number), ``null_name`` (name null), ``missing_fields``
-(only an id), ``wrong_types`` (name a list, status a number, budget "lots",
-impressions an object), ``bad_values`` (created_at "yesterday", clicks 12.5,
-impressions true). Rows with a string id use ids ``bad_<i>_<kind>`` that are
-never real (sync: 404).
-
-``hostile_values=True``: every 5th campaign (i % 5 == 0) is served with a
-HOSTILE BUT VALID value; these are real campaigns a robust client must STORE
-(and sync). Kinds, cycling over those campaigns in this order: ``emoji``
-(emoji, accents, CJK, RTL mark in name), ``sql`` (``'; DROP TABLE ...`` in
-name), ``html`` (``<script>`` in name), ``long_name`` (name > 10 kB),
-``numeric_strings`` (budget "1234.50", metrics as digit strings), ``huge_numbers``
-(impressions 2**53+1, clicks 2**40, conversions 2**31, budget 9999999999: all
-fit a signed 64-bit int), ``negative_numbers`` (budget -500, conversions -1),
-``extra_fields`` (unknown keys, created_at without milliseconds and with
-+00:00), ``whitespace`` (name with tabs, a newline, a zero-width space,
-padded). 20 of the 100 reference campaigns are hostile.
+Pure Python, no Django. The management command builds one CLI flag per field
+from ``KNOB_HELP``. The reference (contract) values are on for the non-fault
+knobs: 100 campaigns, 10 calls per 60 s, 2 s sync latency. Use
+``FakePlatformConfig.preset("contract")`` for the contract's hostility (1 list
+call in 5 answers 503, some hangs, bad rows) or ``preset("demo")`` for the
+same at demo speed. The data set is in ``data.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 
 from syncer.budget import parse_budget
 
 RETRY_AFTER_MODES = ("header", "body", "both", "neither")
 MALFORMED_LIST_MODES = ("truncated_json", "data_not_list", "no_pagination", "html")
-
+DOWN_MODES = ("reset", "503", "hang")
 
 
 def parse_rate_limit(text):
@@ -104,11 +71,21 @@ KNOB_HELP = {
     "has_more_lies": "has_more stays true past total, phantom items are served past total",
     "total_drift": "added to pagination.total on pages >= 2",
     "duplicate_across_pages": "pages >= 2 shift back one row (page 2 repeats page 1's last row), total + 1",
+    "overlap_pages": "every page after the first starts with the previous page's last row; total unchanged, so a "
+                     "client stopping at page * limit >= total misses the tail",
+    "delete_between_pages": "once page K is first served, the first live campaign is deleted (unlisted, sync 404): "
+                            "later pages shift and one campaign is skipped (0 = off)",
+    "bad_field_rate": "share of campaigns served with one bad field (empty name, lone surrogate, year-1 date, "
+                      "a 5,000-digit integer, ...) in an otherwise good row",
+    "oversized_list_mb": "list answers carry this many MB of padding (0 = off)",
     "malformed_list": "every list call answers malformed: truncated_json | data_not_list | no_pagination | html",
     "token_revoke_every": "every K-th authenticated /api/* call revokes the token it used (0 = off)",
     "token_fail_rate": "share of /auth/token calls answering 503",
     "revoke_on_issue": "issuing a token ends the previous tokens of the same credentials",
-    "down": "refuse service: reset every connection except /_fake/*",
+    "revoke_all_every": "every K-th authenticated /api/* call revokes every live token; new ones work (0 = off)",
+    "refuse_tokens": "tokens are issued, but every /api/* call refuses them with 401 (access withdrawn)",
+    "down": "an outage: every call except /_fake/* fails the way down_mode says",
+    "down_mode": "how the platform fails while down: reset (connection reset) | 503 | hang (never answers)",
 }
 
 
@@ -143,11 +120,18 @@ class FakePlatformConfig:
     has_more_lies: bool = False
     total_drift: int = 0
     duplicate_across_pages: bool = False
+    overlap_pages: bool = False
+    delete_between_pages: int = 0
+    bad_field_rate: float = 0.0
+    oversized_list_mb: float = 0.0
     malformed_list: str | None = None
     token_revoke_every: int = 0
     token_fail_rate: float = 0.0
     revoke_on_issue: bool = False
+    revoke_all_every: int = 0
+    refuse_tokens: bool = False
     down: bool = False
+    down_mode: str = "reset"
 
     def __post_init__(self):
         self.validate()
@@ -188,7 +172,8 @@ class FakePlatformConfig:
                   f"{name} must be a number, got {value!r}")
             check(value >= minimum, f"{name} must be >= {minimum}, got {value!r}")
 
-        for name in ("campaigns", "default_page_size", "max_page_size", "token_revoke_every", "seed"):
+        for name in ("campaigns", "default_page_size", "max_page_size", "token_revoke_every", "seed",
+                     "delete_between_pages", "revoke_all_every"):
             value = getattr(self, name)
             check(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an int, got {value!r}")
         check(isinstance(self.total_drift, int) and not isinstance(self.total_drift, bool),
@@ -197,11 +182,14 @@ class FakePlatformConfig:
         number("default_page_size", 1)
         number("max_page_size", 1)
         number("token_revoke_every")
+        number("revoke_all_every")
+        number("delete_between_pages")
+        number("oversized_list_mb")
         number("sync_latency")
         number("sync_latency_jitter")
         number("token_lifetime")
         for name in ("list_fail_rate", "sync_fail_rate", "hang_rate", "reset_rate", "server_error_rate",
-                     "html_error_rate", "not_found_rate", "bad_row_rate", "token_fail_rate"):
+                     "html_error_rate", "not_found_rate", "bad_row_rate", "token_fail_rate", "bad_field_rate"):
             number(name)
             check(getattr(self, name) <= 1, f"{name} is a probability, must be <= 1")
         if self.retry_after_override is not None:
@@ -211,7 +199,9 @@ class FakePlatformConfig:
               f"retry_after_mode must be one of {RETRY_AFTER_MODES}, got {self.retry_after_mode!r}")
         check(self.malformed_list is None or self.malformed_list in MALFORMED_LIST_MODES,
               f"malformed_list must be None or one of {MALFORMED_LIST_MODES}, got {self.malformed_list!r}")
-        for name in ("hostile_values", "has_more_lies", "duplicate_across_pages", "revoke_on_issue", "down"):
+        check(self.down_mode in DOWN_MODES, f"down_mode must be one of {DOWN_MODES}, got {self.down_mode!r}")
+        for name in ("hostile_values", "has_more_lies", "duplicate_across_pages", "overlap_pages", "revoke_on_issue",
+                     "refuse_tokens", "down"):
             check(isinstance(getattr(self, name), bool), f"{name} must be a bool")
         check(isinstance(self.email, str) and isinstance(self.password, str), "email and password must be strings")
 
@@ -260,80 +250,3 @@ PRESETS = {
 }
 
 
-# ---------------------------------------------------------------- the data set
-# Campaign rows, hostile-but-valid rows and bad rows (see the module docstring).
-
-STATUSES = ("active", "paused", "completed")
-_ADJ = ("Spring", "Summer", "Autumn", "Winter", "Flash", "Brand", "Retargeting", "Holiday", "Launch", "Evergreen")
-_NOUN = ("Sale", "Awareness", "Promo", "Push", "Boost", "Drive", "Blitz", "Funnel", "Reach", "Splash")
-HOSTILE_KINDS = ("emoji", "sql", "html", "long_name", "numeric_strings", "huge_numbers", "negative_numbers",
-                 "extra_fields", "whitespace")
-BAD_ROW_KINDS = ("missing_id", "int_id", "empty_id", "not_object", "null_name", "missing_fields", "wrong_types",
-                 "bad_values")
-
-
-def iso_now(dt=None):
-    dt = dt or datetime.now(UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@lru_cache(maxsize=65536)
-def base_campaign(seed, i):
-    rng = random.Random(f"{seed}:campaign:{i}")
-    impressions = rng.randrange(1_000, 50_000)
-    clicks = rng.randrange(10, impressions // 20)
-    created = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(365 * 86400))
-    return {"id": f"campaign_{i}", "name": f"Campaign {i} {rng.choice(_ADJ)} {rng.choice(_NOUN)}",
-            "status": rng.choice(STATUSES), "budget": rng.randrange(5, 101) * 100, "impressions": impressions,
-            "clicks": clicks, "conversions": rng.randrange(0, clicks // 10 + 1), "created_at": iso_now(created)}
-
-
-@lru_cache(maxsize=262144)
-def unit(seed, purpose, i):
-    """A fixed number in [0, 1) for (seed, purpose, campaign i)."""
-    return random.Random(f"{seed}:{purpose}:{i}").random()
-
-
-def hostile_row(row, i):
-    kind = HOSTILE_KINDS[(i // 5 - 1) % len(HOSTILE_KINDS)]
-    if kind == "emoji":
-        row["name"] = f"Campaign {i} \U0001F680 Été – 日本語 ✓ \u200f\U0001F600"  # noqa: RUF001 (a hostile name on purpose)
-    elif kind == "sql":
-        row["name"] = f"Campaign {i}'); DROP TABLE campaigns; --"
-    elif kind == "html":
-        row["name"] = f"<script>alert('campaign {i}')</script><b>Campaign {i}</b>"
-    elif kind == "long_name":
-        row["name"] = f"Campaign {i} " + "very long name " * 700
-    elif kind == "numeric_strings":
-        for key in ("impressions", "clicks", "conversions"):
-            row[key] = str(row[key])
-        row["budget"] = f"{row['budget']}.50"
-    elif kind == "huge_numbers":
-        row.update(impressions=2**53 + 1, clicks=2**40, conversions=2**31, budget=9_999_999_999)
-    elif kind == "negative_numbers":
-        row.update(budget=-500, conversions=-1)
-    elif kind == "extra_fields":
-        row.update(tags=["a", {"b": None}], meta={"nested": {"x": [1, 2]}}, created_at="2024-03-01T12:00:00+00:00")
-    else:  # whitespace
-        row["name"] = f"  \tCampaign {i}\nsecond line\u200b  "
-    return row
-
-
-def bad_row(seed, i, kind):
-    base = dict(base_campaign(seed, i), id=f"bad_{i}_{kind}", name=f"Broken row after campaign {i}")
-    if kind == "missing_id":
-        del base["id"]
-        return base
-    if kind == "int_id":
-        return dict(base, id=900_000 + i)
-    if kind == "empty_id":
-        return dict(base, id="")
-    if kind == "not_object":
-        return (f"campaign_{i}", None, [f"bad_{i}", 1], 42)[(i // len(BAD_ROW_KINDS)) % 4]
-    if kind == "null_name":
-        return dict(base, name=None)
-    if kind == "missing_fields":
-        return {"id": base["id"]}
-    if kind == "wrong_types":
-        return dict(base, name=["not", "a", "string"], status=7, budget="lots", impressions={"n": 1})
-    return dict(base, created_at="yesterday", clicks=12.5, impressions=True)  # bad_values

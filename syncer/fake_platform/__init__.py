@@ -1,0 +1,97 @@
+"""The bundled fake ad platform: /work/shared/PLATFORM_API.md, every failure on a knob.
+
+Pure Python + aiohttp (no Django). ``FakePlatform(cfg).start()`` serves it from
+a daemon thread with its own event loop; ``serve_forever`` runs it in the
+foreground (``manage.py run_fake_platform``). Knobs: ``FakePlatformConfig`` in
+``config.py``, all faults off by default; the data set in ``data.py``; the
+fault gate and the endpoints in ``handlers.py``; state and lifecycle in
+``server.py``.
+
+Decisions the contract leaves open
+----------------------------------
+* Rate limit: sliding window of N calls per W seconds per ``X-Client-ID``
+  (absent or empty: "default"). Every ``/api/*`` request that arrives counts,
+  before auth (a 401 costs budget, like real platforms). A request answered
+  429 does NOT count. A call at time t counts while ``now - W < t``.
+  ``retry_after`` = seconds until the oldest call leaves the window, rounded
+  up, at least 1 (or ``retry_after_override``), sent per ``retry_after_mode``.
+* Order on ``/api/*``: down -> rate limit -> auth -> faults (reset, hang, 500,
+  HTML, 503) -> handler. ``down`` also covers /auth/token and /health, never
+  /_fake/*; ``down_mode`` says how: connection resets (TCP RSTs, SO_LINGER 0,
+  no response bytes), 503 answers, or calls that never answer.
+* Tokens: ``token_revoke_every`` K revokes the token the K-th authenticated
+  call used, ``revoke_all_every`` K every live token (both after answering
+  that call); ``revoke_on_issue`` ends older tokens of the same login when a
+  new one is issued; ``refuse_tokens`` issues tokens that no call accepts.
+* Sync: body must be a JSON object whose ``campaign_id`` equals the path id
+  (else 400, before the 404 check). Unknown and deleted ids answer 404 at
+  once; 503 faults are fast too; only a good sync waits ``sync_latency``
+  (+/- uniform ``sync_latency_jitter``, never below 0). ``synced_ids`` counts
+  only syncs that ran the whole latency and answered 200.
+* Deleted campaigns (``not_found_rate``): campaign i is deleted when
+  ``Random(f"{seed}:deleted:{i}").random() < not_found_rate``: same ids every
+  run and every call; still listed, sync gives 404. See ``deleted_ids()``.
+* Listing: pages slice one sequence: every campaign in id order, each maybe
+  followed by a bad row (``bad_row_rate``). ``total`` is that sequence's length
+  (N + bad rows), so a page never holds more than ``limit`` rows, nothing real
+  lies past ``total``, and counting rows or computing ``page * limit`` agree.
+* ``has_more_lies``: has_more is always true; positions past ``total`` are
+  filled with phantom rows ``campaign_{N+k}`` (sync: 404), forever.
+* ``total_drift``: added to ``pagination.total`` on pages >= 2 (has_more stays
+  truthful about the real data unless it lies too).
+* ``duplicate_across_pages``: as if a campaign were inserted at the front
+  after page 1 was read: pages >= 2 are shifted back one position (page 2
+  starts with the last row of page 1) and report ``total`` + 1, so the last
+  campaign moves onto the next page and is still inside ``total``: a client
+  that follows total/has_more and ignores repeats loses nothing.
+* ``overlap_pages``: each page after the first starts with the previous
+  page's last row and ``total`` stays put, so the pages up to
+  ``page * limit >= total`` hold fewer distinct campaigns than ``total``.
+* ``delete_between_pages`` K: once page K is first served, the first live
+  campaign is deleted (no longer listed, sync 404, ``total`` one less): every
+  later page shifts forward one row, so one campaign is skipped. Changing the
+  knob brings the deleted campaign back.
+* ``oversized_list_mb``: a ``padding`` field of that many MB on list answers.
+
+Bad rows (a client rejects rows without a usable id), bad fields (stored
+empty with a warning) and hostile values (stored as they are): see ``data.py``.
+
+Stats (``platform.stats``; JSON at GET /_fake/stats) keys: requests
+{token,list,sync,health,other}, responses {status: n}, rate_limited,
+rate_limited_by_client, calls_while_down, api_calls_by_client,
+max_calls_in_any_window {client: n} (over window_seconds: the rate-limit W, or
+60 s without a limit), window_seconds, synced_ids {id: n}, synced_total, hung,
+resets, server_errors, bad_rows_served, bad_fields_served, sync_in_flight, concurrent_max,
+tokens_issued, tokens_revoked, deleted_ids.
+Control: GET /_fake/stats, GET|POST /_fake/config (JSON knobs; extra key
+"down_for": seconds), POST /_fake/reset (optional JSON {"rate_limits": bool,
+"tokens": bool}). Not rate limited, no auth, work while down.
+"""
+
+from syncer.fake_platform.config import (
+    DOWN_MODES,
+    KNOB_HELP,
+    MALFORMED_LIST_MODES,
+    PRESETS,
+    RETRY_AFTER_MODES,
+    FakePlatformConfig,
+    parse_rate_limit,
+)
+from syncer.fake_platform.data import BAD_FIELD_KINDS, BAD_ROW_KINDS, HOSTILE_KINDS
+from syncer.fake_platform.handlers import FAKE_SECRET
+from syncer.fake_platform.server import FakePlatform
+
+__all__ = [
+    "BAD_FIELD_KINDS",
+    "BAD_ROW_KINDS",
+    "DOWN_MODES",
+    "FAKE_SECRET",
+    "HOSTILE_KINDS",
+    "KNOB_HELP",
+    "MALFORMED_LIST_MODES",
+    "PRESETS",
+    "RETRY_AFTER_MODES",
+    "FakePlatform",
+    "FakePlatformConfig",
+    "parse_rate_limit",
+]
