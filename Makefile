@@ -5,6 +5,11 @@ PY := $(VENV)/bin/python
 # The demo runs the reference budget (10 calls / 60 s) ten times faster.
 DEMO_RATE_LIMIT ?= 10/6s
 
+# Without SECRET_KEY the demo, the tests and the benchmarks use a random key of
+# this checkout's own (settings read the same file when DEBUG=1).
+LOCAL_SECRET_KEY := .run/secret_key
+WITH_KEY = SECRET_KEY="$${SECRET_KEY:-$$(cat $(LOCAL_SECRET_KEY))}"
+
 .PHONY: install run test bench clean
 
 $(VENV)/.installed: requirements.txt
@@ -13,17 +18,21 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+$(LOCAL_SECRET_KEY):
+	@mkdir -p $(@D)
+	@umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+
 install: $(VENV)/.installed
 
-run: install
-	$(PY) manage.py migrate --noinput -v 0
-	AD_PLATFORM_RATE_LIMIT=$${AD_PLATFORM_RATE_LIMIT:-$(DEMO_RATE_LIMIT)} $(PY) manage.py run_demo $(ARGS)
+run: install $(LOCAL_SECRET_KEY)
+	$(WITH_KEY) $(PY) manage.py migrate --noinput -v 0
+	$(WITH_KEY) AD_PLATFORM_RATE_LIMIT=$${AD_PLATFORM_RATE_LIMIT:-$(DEMO_RATE_LIMIT)} $(PY) manage.py run_demo $(ARGS)
 
-test: install
-	$(PY) -m pytest
+test: install $(LOCAL_SECRET_KEY)
+	$(WITH_KEY) $(PY) -m pytest
 
-bench: install
-	$(PY) -m tests.benchmarks $(ARGS)
+bench: install $(LOCAL_SECRET_KEY)
+	$(WITH_KEY) $(PY) -m tests.benchmarks $(ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3* .run tests/artifacts

@@ -5,6 +5,7 @@ installed: SQLite, django-q2's ORM broker and the bundled fake platform.
 A bad value stops start-up with one line naming the variable.
 """
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -68,13 +69,34 @@ def _url(name: str, default: str) -> str:
     return value
 
 
+def _local_secret_key(path: Path) -> str:
+    """This checkout's own random key for local development, made once (never a key kept in the repo)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"{path.name}.{os.getpid()}")
+        draft.write_text(secrets.token_urlsafe(50) + "\n")
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)  # atomic: when two processes race, the first key wins
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
 # --- Django -----------------------------------------------------------------
 DEBUG = _bool("DEBUG", False)
+# The key signs sessions and cluster tasks and keys the passwords' encryption:
+# a key anyone can read would give all of that away, so production has no default.
 SECRET_KEY = env.str("SECRET_KEY", default="")
+LOCAL_SECRET_KEY_FILE = BASE_DIR / ".run" / "secret_key"  # `make run`, `make test` and `make bench` use it too
 if not SECRET_KEY:
-    # Embedded default for the demo and tests only; production sets SECRET_KEY.
-    # (The prefix makes `check --deploy` flag it.)
-    SECRET_KEY = "django-insecure-campaign-sync-dev-key-set-SECRET_KEY-in-production-0123456789"
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set: give the web server, the cluster and the command the same long random "
+            "SECRET_KEY (DEBUG=1 uses a local one in .run/secret_key; make run and make test set it)")
+    SECRET_KEY = _local_secret_key(LOCAL_SECRET_KEY_FILE)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -206,6 +228,10 @@ SYNC = {
     "BACKOFF_CAP": _positive("SYNC_BACKOFF_CAP", env.float, 30.0, "the longest single backoff in seconds"),
     "MAX_OUTAGE": _positive("SYNC_MAX_OUTAGE", env.float, 300.0, "seconds the platform may be unreachable"),
     "PAGE_SIZE": _positive("SYNC_PAGE_SIZE", env.int, 100, "campaigns asked per list call"),
+    "MAX_PAGES": _positive("SYNC_MAX_PAGES", env.int, 10_000, "the most pages one listing reads, e.g. 10000"),
+    "MAX_BODY_MB": _positive("SYNC_MAX_BODY_MB", env.float, 10.0, "the largest answer in MB the platform may send"),
+    "MAX_RESUMES": _positive("SYNC_MAX_RESUMES", env.int, 5,
+                             "how often the watchdog resumes one run before failing it, at least 1"),
     "LEASE_SECONDS": _positive("SYNC_LEASE_SECONDS", env.float, 30.0, "seconds a claim lives without a heartbeat"),
     "FAN_OUT": _positive("SYNC_FAN_OUT", env.int, 2, "drain tasks a run is split into, at least 1"),
     "THREADS_PER_WORKER": _positive("SYNC_THREADS_PER_WORKER", env.int, 500,

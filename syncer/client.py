@@ -13,6 +13,7 @@ data or a `PlatformError` back, with a message that is safe to show.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 import time
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 TIMEOUT, RATE_LIMITED, SERVER_ERROR = "timeout", "rate_limited", "server_error"
 AUTH, CLIENT_ERROR, NETWORK, BAD_RESPONSE = "auth", "client_error", "network", "bad_response"
 MAX_PAGES = 100_000  # a platform that never stops saying has_more still ends
+MAX_INTEGER_DIGITS = 30  # longer JSON integers are kept as text: no count or budget is that long
 
 
 class Permit(Protocol):
@@ -366,7 +368,7 @@ class PlatformClient:
             raise PlatformError(CLIENT_ERROR, f"the platform refused the request with HTTP {status}",
                                 http_status=status)
         try:
-            body = response.json()
+            body = json.loads(response.content, parse_int=_parse_int)
         except ValueError:
             body = None
         if not isinstance(body, dict):
@@ -381,6 +383,15 @@ class PlatformClient:
                                                f"{self.settings.max_wait:.0f} s cap (SYNC_MAX_WAIT)", http_status=429)
         return PlatformError(RATE_LIMITED, "rate limited by the platform (429)", http_status=429,
                              retryable=True, retry_after=wait)
+
+
+def _parse_int(digits: str) -> int | str:
+    """A JSON integer; one too long to be a count comes back as its digits (rows then call it out of range).
+
+    Python refuses to parse integers of more than 4,300 digits: one such
+    value in one row must not make the whole page unreadable.
+    """
+    return int(digits) if len(digits) <= MAX_INTEGER_DIGITS else digits
 
 
 def _retry_after_seconds(response: requests.Response) -> float | None:

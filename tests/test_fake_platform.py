@@ -13,7 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from syncer.fake_platform import BAD_FIELD_KINDS, BAD_ROW_KINDS, FAKE_SECRET, FakePlatform, FakePlatformConfig, parse_rate_limit
+from syncer.fake_platform import (
+    BAD_FIELD_KINDS,
+    BAD_ROW_KINDS,
+    FAKE_SECRET,
+    FakePlatform,
+    FakePlatformConfig,
+    parse_rate_limit,
+)
 
 EMAIL, PASSWORD = "demo@adplatform.test", "demo-password"
 
@@ -267,6 +274,14 @@ def test_bad_fields_are_served_in_rows_with_a_good_id(make_platform):
     assert (by_kind["budget_out_of_range"], by_kind["status_not_text"], by_kind["fractional_clicks"]) == (1e300, 42,
                                                                                                          12.5)
     assert platform.stats["bad_fields_served"] == 18
+
+
+def test_list_latency_slows_every_list_call(make_platform):
+    platform = make_platform(list_latency=0.3)
+    session = api(platform)
+    started = time.monotonic()
+    assert list_page(session, platform).status_code == 200
+    assert time.monotonic() - started >= 0.3
 
 
 def test_oversized_list_answers_carry_the_padding_asked_for(make_platform):

@@ -13,10 +13,13 @@ OUR_VARIABLES = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "LOG_FO
 
 
 def manage_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """`manage.py check` with none of our variables set but these (and a SECRET_KEY, as make sets one)."""
     environment = {key: value for key, value in os.environ.items()
                    if key not in OUR_VARIABLES and not key.startswith(("AD_PLATFORM_", "SYNC_", "Q_", "SECURE_"))}
     environment["DATABASE_URL"] = f"sqlite:///{tmp_path / 'check.sqlite3'}"
+    environment["SECRET_KEY"] = "a-test-key-" + "x" * 50
     environment.update(env)
+    environment = {key: value for key, value in environment.items() if value is not None}
     return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=60, check=False)
 
@@ -25,6 +28,13 @@ def test_the_embedded_defaults_pass_the_checks(tmp_path):
     result = manage_check(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_without_a_secret_key_refuses_to_start_in_one_line(tmp_path):
+    result = manage_check(tmp_path, SECRET_KEY=None)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SECRET_KEY is not set" in lines[0], result.stderr
 
 
 def test_a_good_rate_budget_and_numbers_pass_the_checks(tmp_path):

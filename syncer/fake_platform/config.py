@@ -55,6 +55,7 @@ KNOB_HELP = {
     "retry_after_override": "seconds announced on 429 instead of the real wait (e.g. 86400)",
     "sync_latency": "seconds a sync call takes (non-blocking sleep)",
     "sync_latency_jitter": "sync latency varies uniformly by +/- this many seconds",
+    "list_latency": "seconds a list call takes (non-blocking sleep)",
     "token_lifetime": "seconds a token lives",
     "email": "accepted login email",
     "password": "accepted login password",
@@ -102,6 +103,7 @@ class FakePlatformConfig:
     # latency
     sync_latency: float = 2.0
     sync_latency_jitter: float = 0.0
+    list_latency: float = 0.0
     # auth
     token_lifetime: float = 3600
     email: str = "demo@adplatform.test"
@@ -187,6 +189,7 @@ class FakePlatformConfig:
         number("oversized_list_mb")
         number("sync_latency")
         number("sync_latency_jitter")
+        number("list_latency")
         number("token_lifetime")
         for name in ("list_fail_rate", "sync_fail_rate", "hang_rate", "reset_rate", "server_error_rate",
                      "html_error_rate", "not_found_rate", "bad_row_rate", "token_fail_rate", "bad_field_rate"):

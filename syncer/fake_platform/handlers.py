@@ -201,6 +201,8 @@ class Handlers:
             else:
                 return error_response(400, "Bad request", f"{name} must be an integer >= 1")
         page, limit = values["page"], min(values["limit"], cfg.max_page_size)
+        if cfg.list_latency and await self._wait(cfg.list_latency):
+            return await self._abort(request, count=False)
         with self._lock:
             self._list_ticks += 1
             tick = self._list_ticks
