@@ -9,6 +9,7 @@ from django.db.models import Q
 
 from campaigns.crypto import decrypt, encrypt
 from syncer.budget import RateBudget, parse_budget
+from syncer.validation import CLIENT_ID_EXPECTS, CLIENT_ID_MAX_LENGTH, is_valid_client_id
 
 
 def validate_budget(value: str) -> None:
@@ -19,9 +20,8 @@ def validate_budget(value: str) -> None:
 
 
 def validate_client_id(value: str) -> None:
-    """A client id travels in an HTTP header: printable ASCII only, no spaces."""
-    if not value or not all("!" <= character <= "~" for character in value):
-        raise ValidationError("the client id must be printable ASCII without spaces (it is sent as X-Client-ID)")
+    if not is_valid_client_id(value):
+        raise ValidationError(f"the client id must be {CLIENT_ID_EXPECTS}")
 
 
 class AdAccount(models.Model):
@@ -36,7 +36,7 @@ class AdAccount(models.Model):
     base_url = models.URLField(max_length=500)
     email = models.CharField(max_length=254)
     encrypted_password = models.TextField(blank=True, editable=False)
-    client_id = models.CharField(max_length=200, validators=[validate_client_id],
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH, validators=[validate_client_id],
                                  help_text="Sent as X-Client-ID; the rate budget belongs to it.")
     rate_limit = models.CharField(
         max_length=32, default="10/60s", validators=[validate_budget],

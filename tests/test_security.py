@@ -1,0 +1,99 @@
+"""Nobody let in: start-up refuses what is unsafe, keys rotate without losing a password, a password stays with
+its login, only superusers write django-q2 schedules, the password never reaches an error report, and every
+concurrency knob has a cap.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.register_assert_rewrite("tests.people_fixtures")  # it is a plugin too (below): rewrite before importing
+
+
+pytest_plugins = ["tests.people_fixtures"]  # make_user, private_cache
+
+ROOT = Path(__file__).resolve().parent.parent
+OLD_KEY, NEW_KEY = "the-old-key-" + "o" * 50, "the-new-key-" + "n" * 50
+
+
+# --- start-up, through real processes ---------------------------------------------------------------
+
+def run_python(*args: str, tmp_path: Path, timeout: float = 60, **env: str | None) -> subprocess.CompletedProcess:
+    """`python *args` in the checkout with none of our variables but these (a key too, as make sets one)."""
+    ours = ("AD_PLATFORM_", "SYNC_", "Q_", "SECURE_", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "DATABASE_URL",
+            "REDIS_URL", "LOG_")
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(ours)}
+    environment.update({"DATABASE_URL": f"sqlite:///{tmp_path / 'security.sqlite3'}", "SECRET_KEY": NEW_KEY, **env})
+    environment = {key: value for key, value in environment.items() if value is not None}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=environment, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def only_line(result: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("entry, exit_status", [
+    pytest.param(("manage.py", "check"), 2, id="manage.py"),
+    pytest.param(("manage.py", "qcluster"), 2, id="qcluster"),
+    # What gunicorn does first; 4 is its "App failed to load" (it stops instead of restarting workers).
+    pytest.param(("-c", "import config.wsgi"), 4, id="wsgi-import"),
+])
+def test_production_without_a_secret_key_refuses_to_start_in_one_line_whatever_starts_it(tmp_path, entry,
+                                                                                         exit_status):
+    # A qcluster that did start would run until the timeout: that fails the test too.
+    result = run_python(*entry, tmp_path=tmp_path, timeout=60, DEBUG="0", SECRET_KEY=None)
+    assert result.returncode == exit_status, result.stdout + result.stderr
+    assert only_line(result).startswith("Configuration error: SECRET_KEY is not set")
+
+
+PRODUCTION = {"DEBUG": "0", "ALLOWED_HOSTS": "example.com", "SECURE_SSL_REDIRECT": "1",
+              "SECURE_HSTS_SECONDS": "31536000", "SECURE_COOKIES": "1"}
+
+
+def test_hsts_covers_subdomains_and_asks_for_preload_only_when_asked(tmp_path):
+    result = run_python("manage.py", "check", "--deploy", tmp_path=tmp_path, **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    warned = sorted(line.split(")")[0].split("(")[-1] for line in result.stderr.splitlines() if "(security." in line)
+    assert warned == ["security.W005", "security.W021"], result.stderr  # includeSubDomains and preload: off
+    asked = run_python("manage.py", "check", "--deploy", tmp_path=tmp_path, SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
+                       SECURE_HSTS_PRELOAD="yes", **PRODUCTION)
+    assert asked.returncode == 0 and "no issues" in asked.stdout, asked.stdout + asked.stderr
+
+
+BAD_VALUES = [
+    ("SYNC_CONCURRENCY", "101"),
+    ("SYNC_THREADS_PER_WORKER", "2001"),
+    ("Q_WORKERS", "33"),
+    ("AD_PLATFORM_CLIENT_ID", "two words"),
+    ("AD_PLATFORM_CLIENT_ID", "café"),
+    ("AD_PLATFORM_CLIENT_ID", "x" * 201),
+    ("SECURE_HSTS_INCLUDE_SUBDOMAINS", "sometimes"),
+    ("SECURE_HSTS_PRELOAD", "maybe"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_VALUES, ids=lambda value: value[:20])
+def test_a_value_past_its_cap_or_rule_stops_start_up_with_one_line_naming_it(tmp_path, variable, value):
+    result = run_python("manage.py", "check", tmp_path=tmp_path, **{variable: value})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert variable in only_line(result)
+
+
+def test_every_cap_itself_is_allowed(tmp_path):
+    result = run_python("manage.py", "check", tmp_path=tmp_path, SYNC_CONCURRENCY="100",
+                        SYNC_THREADS_PER_WORKER="2000", Q_WORKERS="32", AD_PLATFORM_CLIENT_ID="x" * 200)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_command_caps_concurrency_like_the_setting(tmp_path):
+    result = run_python("manage.py", "sync_campaigns", "--concurrency", "101", tmp_path=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--concurrency must be from 1 to 100" in only_line(result)
