@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from campaigns.crypto import decrypt, encrypt
+from campaigns.crypto import decrypt, encrypt, is_under_current_key, reencrypt
 from syncer.budget import RateBudget, parse_budget
 from syncer.validation import CLIENT_ID_EXPECTS, CLIENT_ID_MAX_LENGTH, is_valid_client_id
 
@@ -57,6 +57,19 @@ class AdAccount(models.Model):
 
     def get_password(self) -> str:
         return decrypt(self.encrypted_password) if self.encrypted_password else ""
+
+    def rotate_password(self) -> bool:
+        """Re-encrypt the stored password under the current SECRET_KEY; False when it already was, or none is set.
+
+        A password no key reads raises the one-line ImproperlyConfigured of `decrypt`.
+        """
+        old = self.encrypted_password
+        if not old or is_under_current_key(old):
+            return False
+        self.encrypted_password = reencrypt(old)
+        # Compare-and-set: a password entered meanwhile is newer, and under the current key already.
+        return AdAccount.objects.filter(pk=self.pk, encrypted_password=old).update(
+            encrypted_password=self.encrypted_password) == 1
 
     @property
     def budget(self) -> RateBudget | None:

@@ -121,6 +121,9 @@ if not SECRET_KEY:
             "SECRET_KEY is not set: give the web server, the cluster and the command the same long random "
             "SECRET_KEY (DEBUG=1 uses a local one in .run/secret_key; make run and make test set it)")
     SECRET_KEY = _local_secret_key(LOCAL_SECRET_KEY_FILE)
+# Earlier keys, still accepted while their signatures and encrypted passwords
+# are replaced: sessions, and `manage.py rotate_passwords` (see README "Secrets").
+SECRET_KEY_FALLBACKS = [key.strip() for key in env.list("SECRET_KEY_FALLBACKS", default=[]) if key.strip()]
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

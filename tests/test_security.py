@@ -4,15 +4,22 @@ concurrency knob has a cap.
 """
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from campaigns.models import AdAccount
 
 pytest.register_assert_rewrite("tests.people_fixtures")  # it is a plugin too (below): rewrite before importing
 
+from tests.people_fixtures import make_offline_account  # noqa: E402
 
 pytest_plugins = ["tests.people_fixtures"]  # make_user, private_cache
 
@@ -97,3 +104,97 @@ def test_the_command_caps_concurrency_like_the_setting(tmp_path):
     result = run_python("manage.py", "sync_campaigns", "--concurrency", "101", tmp_path=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "--concurrency must be from 1 to 100" in only_line(result)
+
+
+def manage_shell(code: str, *, tmp_path: Path, **env: str) -> str:
+    result = run_python("manage.py", "shell", "--no-imports", "-c", code, tmp_path=tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_a_rotation_through_the_environment_keeps_every_password(tmp_path):
+    """The operator's steps: the new key with the old as fallback, rotate_passwords, then the old key dropped."""
+    assert run_python("manage.py", "migrate", "-v", "0", tmp_path=tmp_path).returncode == 0
+    manage_shell("from campaigns.models import AdAccount; a = AdAccount(name='R', slug='r', email='r@example.test', "
+                 "base_url='http://127.0.0.1:9', client_id='r'); a.set_password('pw-before-rotation'); a.save()",
+                 tmp_path=tmp_path, SECRET_KEY=OLD_KEY)
+    read = "from campaigns.models import AdAccount; print(AdAccount.objects.get(slug='r').get_password())"
+
+    rotation = {"SECRET_KEY": NEW_KEY, "SECRET_KEY_FALLBACKS": f" other-key-{'z' * 50} , {OLD_KEY},"}
+    assert manage_shell(read, tmp_path=tmp_path, **rotation) == "pw-before-rotation"
+    rotated = run_python("manage.py", "rotate_passwords", tmp_path=tmp_path, **rotation)
+    assert rotated.returncode == 0 and "1 of 1 account passwords re-encrypted" in rotated.stdout, rotated.stderr
+    assert manage_shell(read, tmp_path=tmp_path, SECRET_KEY=NEW_KEY) == "pw-before-rotation"  # old key dropped
+
+
+# --- rotating the key, in process ------------------------------------------------------------------------
+
+@pytest.fixture
+def old_key(settings):
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = OLD_KEY, []
+    return settings
+
+
+def rotate_to_new_key(settings, *, keep_old: bool) -> None:
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_KEY, [OLD_KEY] if keep_old else []
+
+
+@pytest.mark.django_db
+def test_a_password_saved_under_the_old_key_reads_under_the_new_with_the_old_as_fallback(old_key):
+    account = make_offline_account()
+    account.set_password("pw-old")
+    account.save()
+    rotate_to_new_key(old_key, keep_old=True)
+    assert AdAccount.objects.get(pk=account.pk).get_password() == "pw-old"
+
+
+@pytest.mark.django_db
+def test_a_password_no_key_reads_gives_one_line_saying_what_to_do(old_key):
+    account = make_offline_account()
+    rotate_to_new_key(old_key, keep_old=False)
+    with pytest.raises(ImproperlyConfigured) as refused:
+        AdAccount.objects.get(pk=account.pk).get_password()
+    message = str(refused.value)
+    assert "\n" not in message and "cannot be decrypted" in message and "SECRET_KEY_FALLBACKS" in message
+
+
+@pytest.mark.django_db
+def test_new_passwords_are_encrypted_under_the_current_key_not_a_fallback(old_key):
+    rotate_to_new_key(old_key, keep_old=True)
+    account = make_offline_account()  # set_password while the old key is still a fallback
+    rotate_to_new_key(old_key, keep_old=False)
+    assert AdAccount.objects.get(pk=account.pk).get_password() == "unused"
+
+
+def rotate_passwords() -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("rotate_passwords", stdout=out, stderr=err)
+    except CommandError as error:
+        return error.returncode, out.getvalue(), err.getvalue() + str(error)
+    return 0, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.django_db
+def test_rotate_passwords_re_encrypts_under_the_current_key_and_a_second_run_changes_nothing(old_key):
+    first, second = make_offline_account("first"), make_offline_account("second")
+    AdAccount.objects.filter(pk=make_offline_account("nopassword").pk).update(encrypted_password="")
+    rotate_to_new_key(old_key, keep_old=True)
+    code, out, _ = rotate_passwords()
+    assert code == 0 and "2 of 2 account passwords re-encrypted" in out, out
+    stored = dict(AdAccount.objects.values_list("slug", "encrypted_password"))
+    code, out, _ = rotate_passwords()
+    assert code == 0 and "0 of 2 account passwords re-encrypted" in out and "2 already were" in out, out
+    assert dict(AdAccount.objects.values_list("slug", "encrypted_password")) == stored
+    rotate_to_new_key(old_key, keep_old=False)  # the old key can go now
+    assert [AdAccount.objects.get(pk=a.pk).get_password() for a in (first, second)] == ["unused", "unused"]
+
+
+@pytest.mark.django_db
+def test_rotate_passwords_names_a_password_no_key_reads_and_rotates_the_rest(old_key):
+    make_offline_account("lost")
+    rotate_to_new_key(old_key, keep_old=False)
+    make_offline_account("fresh")
+    code, out, err = rotate_passwords()
+    assert code == 2 and "0 of 2 account passwords re-encrypted" in out
+    assert "account 'lost': an account password cannot be decrypted" in err and "'fresh'" not in err
