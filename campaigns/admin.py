@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
 
 from campaigns import selectors
+from campaigns.forms import AdAccountForm
 from campaigns.models import AdAccount, Campaign, SyncAttempt, SyncRun, Trigger
 from campaigns.templatetags.sync_display import ago, duration, percentage, short_name, status_badge
 from campaigns.views import TRIGGER_PERMISSION, refusal_message, run_link
@@ -68,18 +70,8 @@ class ReadOnlyRecordMixin:
 
 # --- ad accounts --------------------------------------------------------------------
 
-class AdAccountForm(forms.ModelForm):
-    base_url = forms.URLField(max_length=500, assume_scheme="https")
-    password = forms.CharField(
-        widget=forms.PasswordInput(render_value=False), required=False, strip=False,
-        help_text="Write-only: never shown back. Leave blank to keep the current password.",
-    )
-
-    class Meta:
-        model = AdAccount
-        fields = ["name", "slug", "base_url", "email", "password", "client_id", "rate_limit"]
-
-
+# The password travels in these POSTs: an error report shows it as stars.
+@method_decorator(sensitive_post_parameters("password"), name="changeform_view")
 @admin.register(AdAccount)
 class AdAccountAdmin(TriggerSyncMixin, admin.ModelAdmin):
     form = AdAccountForm
@@ -89,16 +81,14 @@ class AdAccountAdmin(TriggerSyncMixin, admin.ModelAdmin):
     readonly_fields = ["has_password", "created_at", "updated_at"]
     actions = ["sync_now", "test_connection"]
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change=change, **kwargs)
-        # A new account cannot sync without its password; an existing one keeps it when left blank.
-        form.base_fields["password"].required = obj is None
-        return form
-
     def save_model(self, request, obj: AdAccount, form, change: bool) -> None:
         if form.cleaned_data.get("password"):
             obj.set_password(form.cleaned_data["password"])
         super().save_model(request, obj, form, change)
+        if obj.password_cleared_by:
+            self.message_user(request, f"The password of {obj.name} was cleared because its "
+                                       f"{' and '.join(obj.password_cleared_by)} changed: enter it again before "
+                                       f"the next sync.", messages.WARNING)
 
     @admin.display(boolean=True, description="password set")
     def has_password(self, obj: AdAccount) -> bool:

@@ -1,11 +1,14 @@
 """The data: ad accounts, their campaigns, and the record of every sync."""
 from __future__ import annotations
 
+import operator
 from datetime import timedelta
+from functools import reduce
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
+from django.views.decorators.debug import sensitive_variables
 
 from campaigns.crypto import decrypt, encrypt, is_under_current_key, reencrypt
 from syncer.budget import RateBudget, parse_budget
@@ -24,11 +27,29 @@ def validate_client_id(value: str) -> None:
         raise ValidationError(f"the client id must be {CLIENT_ID_EXPECTS}")
 
 
+# A password belongs to the login it was given for: kept for another server,
+# email or client id, it would go to whoever runs that server at the next sync.
+CREDENTIAL_FIELDS = {"base_url": "base URL", "email": "email", "client_id": "client id"}
+
+
+class AdAccountQuerySet(models.QuerySet):
+    def update(self, **fields):
+        """Rows whose base URL, email or client id this changes lose their password, unless one is given."""
+        changing = [name for name in CREDENTIAL_FIELDS if name in fields]
+        if changing and "encrypted_password" not in fields:
+            changed = reduce(operator.or_, (~Q(**{name: fields[name]}) for name in changing))
+            fields["encrypted_password"] = Case(When(changed, then=Value("")), default=F("encrypted_password"),
+                                                output_field=models.TextField())
+        return super().update(**fields)
+
+
 class AdAccount(models.Model):
     """One login on the ad platform, with its own client id and rate budget.
 
     The password is encrypted at rest with a key derived from SECRET_KEY and
     is never shown back; `set_password` and `get_password` are its only doors.
+    Changing the base URL, email or client id clears it unless a new one is
+    given in the same save (`password_cleared_by` then names what changed).
     """
 
     name = models.CharField(max_length=200)
@@ -45,6 +66,9 @@ class AdAccount(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = AdAccountQuerySet.as_manager()
+    password_cleared_by: list[str] = []  # set by save(): the credential fields whose change cleared the password
+
     class Meta:
         ordering = ["name"]
         permissions = [("trigger_sync", "Can start, retry and cancel syncs")]
@@ -52,6 +76,31 @@ class AdAccount(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        update_fields = kwargs.get("update_fields")
+        self.password_cleared_by = self._clear_password_if_login_changed(update_fields)
+        if self.password_cleared_by and update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "encrypted_password"}
+        super().save(*args, **kwargs)
+
+    def _clear_password_if_login_changed(self, update_fields) -> list[str]:
+        """Clear the stored password when this save changes the login it belongs to; say which fields did."""
+        def saved(name: str) -> bool:
+            return update_fields is None or name in update_fields
+
+        stored = None if self.pk is None else AdAccount.objects.filter(pk=self.pk).values(
+            *CREDENTIAL_FIELDS, "encrypted_password").first()
+        if not stored or not stored["encrypted_password"]:
+            return []  # a new row, or nothing to clear
+        if saved("encrypted_password") and self.encrypted_password != stored["encrypted_password"]:
+            return []  # a new password given in this save
+        changed = [label for name, label in CREDENTIAL_FIELDS.items()
+                   if saved(name) and getattr(self, name) != stored[name]]
+        if changed:
+            self.encrypted_password = ""
+        return changed
+
+    @sensitive_variables("raw_password")
     def set_password(self, raw_password: str) -> None:
         self.encrypted_password = encrypt(raw_password) if raw_password else ""
 

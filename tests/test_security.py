@@ -4,18 +4,26 @@ concurrency knob has a cap.
 """
 from __future__ import annotations
 
+import base64
 import io
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import Client
+from django.views.debug import ExceptionReporter
 
 from campaigns.models import AdAccount
+from syncer.accounts import account_default_get
+from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
 
 pytest.register_assert_rewrite("tests.people_fixtures")  # it is a plugin too (below): rewrite before importing
 
@@ -198,3 +206,154 @@ def test_rotate_passwords_names_a_password_no_key_reads_and_rotates_the_rest(old
     code, out, err = rotate_passwords()
     assert code == 2 and "0 of 2 account passwords re-encrypted" in out
     assert "account 'lost': an account password cannot be decrypted" in err and "'fresh'" not in err
+
+
+# --- a password stays with its login ---------------------------------------------------------------------
+
+CREDENTIAL_CHANGES = {"base_url": "http://attacker.example.test", "email": "someone@else.test",
+                      "client_id": "another-client"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", CREDENTIAL_CHANGES)
+def test_changing_a_credential_field_in_code_clears_the_password(field):
+    account = make_offline_account()
+    setattr(account, field, CREDENTIAL_CHANGES[field])
+    account.save()
+    assert AdAccount.objects.get(pk=account.pk).encrypted_password == ""
+    assert account.password_cleared_by and account.encrypted_password == ""
+
+
+@pytest.mark.django_db
+def test_a_new_password_in_the_same_save_is_kept_and_other_edits_keep_the_old_one():
+    account = make_offline_account()
+    account.base_url, account.rate_limit = CREDENTIAL_CHANGES["base_url"], "5/60s"
+    account.set_password("their-own-password")
+    account.save()
+    assert AdAccount.objects.get(pk=account.pk).get_password() == "their-own-password"
+    account.name, account.rate_limit = "Renamed", "none"
+    account.save()
+    assert AdAccount.objects.get(pk=account.pk).get_password() == "their-own-password"
+
+
+@pytest.mark.django_db
+def test_a_password_set_but_left_out_of_update_fields_does_not_keep_the_old_one():
+    account = make_offline_account()
+    account.base_url = CREDENTIAL_CHANGES["base_url"]
+    account.set_password("never-saved")
+    account.save(update_fields=["base_url"])
+    assert AdAccount.objects.get(pk=account.pk).encrypted_password == ""
+
+
+@pytest.mark.django_db
+def test_queryset_updates_clear_the_password_of_exactly_the_rows_whose_login_changes():
+    moved, stays, renamed = (make_offline_account(slug) for slug in ("moved", "stays", "renamed"))
+    AdAccount.objects.filter(slug__in=["moved", "stays"]).update(base_url=stays.base_url.replace("9", "19"))
+    AdAccount.objects.filter(slug="renamed").update(name="Renamed", email=renamed.email)
+    moved.email = "new@example.test"
+    AdAccount.objects.bulk_update([moved], ["email"])
+    passwords = dict(AdAccount.objects.values_list("slug", "encrypted_password"))
+    assert passwords["moved"] == passwords["stays"] == "" and passwords["renamed"]
+
+
+@pytest.mark.django_db
+def test_the_default_account_follows_the_environment_with_its_password(settings):
+    account = account_default_get()
+    AdAccount.objects.filter(pk=account.pk).update(base_url="http://attacker.example.test")
+    settings.AD_PLATFORM = {**settings.AD_PLATFORM, "URL": "http://127.0.0.1:3999"}
+    account = account_default_get()
+    assert (account.base_url, account.get_password()) == ("http://127.0.0.1:3999", settings.AD_PLATFORM["PASSWORD"])
+
+
+# --- the admin ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def staff_with(make_user):
+    """A logged-in staff user (never a superuser) with the view rights of staff plus these permissions."""
+    def make(*codenames: str, role: str = "staff") -> Client:
+        user = make_user(role)
+        user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+def account_form(account: AdAccount, **changes: str) -> dict[str, str]:
+    return {"name": account.name, "slug": account.slug, "base_url": account.base_url, "email": account.email,
+            "client_id": account.client_id, "rate_limit": account.rate_limit, "password": "",
+            "sync_schedule": "", **changes}
+
+
+def change_account(client: Client, account: AdAccount, **changes: str):
+    return client.post(f"/admin/campaigns/adaccount/{account.pk}/change/", account_form(account, **changes),
+                       follow=True)
+
+
+class CredentialRecorder(BaseHTTPRequestHandler):
+    """Someone's own server: it records the Authorization header of every call and refuses them all."""
+
+    seen: list[str] = []
+
+    def do_POST(self):
+        self.seen.append(self.headers.get("Authorization", ""))
+        self.send_response(401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def their_server():
+    CredentialRecorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CredentialRecorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("private_cache")
+def test_pointing_an_account_at_another_server_in_the_admin_never_sends_it_the_password(staff_with, account,
+                                                                                        their_server):
+    client = staff_with("change_adaccount", "trigger_sync")
+    url = f"http://127.0.0.1:{their_server.server_port}"
+    response = change_account(client, account, base_url=url)
+    warnings = [str(m) for m in response.context["messages"] if m.level_tag == "warning"]
+    assert warnings == ["The password of Acme was cleared because its base URL changed: enter it again before "
+                        "the next sync."]
+    client.post("/admin/campaigns/adaccount/", {"action": "test_connection", "_selected_action": [account.pk],
+                                                "index": 0})
+    real = base64.b64encode(f"{FAKE_EMAIL}:{FAKE_PASSWORD}".encode()).decode()
+    assert not any(real in header for header in CredentialRecorder.seen), CredentialRecorder.seen
+    assert AdAccount.objects.get(pk=account.pk).encrypted_password == ""
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("private_cache")
+def test_a_login_change_with_its_new_password_keeps_that_password_and_says_nothing_of_clearing(staff_with, account):
+    response = change_account(staff_with("change_adaccount"), account, email="other@example.test",
+                              client_id="other-client", password="the-new-one")
+    assert not [m for m in response.context["messages"] if "cleared" in str(m)]
+    assert AdAccount.objects.get(pk=account.pk).get_password() == "the-new-one"
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("private_cache")
+@pytest.mark.parametrize("view", ["add", "change"])
+def test_an_error_report_of_the_account_forms_shows_the_password_as_stars(admin_client, account, view):
+    url = "/admin/campaigns/adaccount/add/" if view == "add" else f"/admin/campaigns/adaccount/{account.pk}/change/"
+    form = account_form(account, password="s3cret-in-a-report", slug="reported" if view == "add" else account.slug)
+    request = admin_client.post(url, form).wsgi_request
+    try:
+        raise RuntimeError("something broke while saving")
+    except RuntimeError:
+        report = ExceptionReporter(request, *sys.exc_info()).get_traceback_text()
+    assert "s3cret-in-a-report" not in report
+    assert form["email"] in report  # the report does show the other fields
