@@ -17,6 +17,8 @@ from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
+from django_q.admin import ScheduleAdmin
+from django_q.models import Schedule
 
 from campaigns import selectors
 from campaigns.forms import AdAccountForm
@@ -24,6 +26,7 @@ from campaigns.models import AdAccount, Campaign, SyncAttempt, SyncRun, Trigger
 from campaigns.templatetags.sync_display import ago, duration, percentage, short_name, status_badge
 from campaigns.views import TRIGGER_PERMISSION, refusal_message, run_link
 from syncer import services
+from syncer.schedules import schedule_clear, schedule_set
 
 
 class TriggerSyncMixin:
@@ -81,6 +84,12 @@ class AdAccountAdmin(TriggerSyncMixin, admin.ModelAdmin):
     readonly_fields = ["has_password", "created_at", "updated_at"]
     actions = ["sync_now", "test_connection"]
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        # A periodic sync starts syncs, so changing it needs trigger_sync. Decided per request on a
+        # subclass: the form class and its fields are shared by every request of the process.
+        return type(form.__name__, (form,), {"schedule_editable": self.has_trigger_sync_permission(request)})
+
     def save_model(self, request, obj: AdAccount, form, change: bool) -> None:
         if form.cleaned_data.get("password"):
             obj.set_password(form.cleaned_data["password"])
@@ -89,6 +98,15 @@ class AdAccountAdmin(TriggerSyncMixin, admin.ModelAdmin):
             self.message_user(request, f"The password of {obj.name} was cleared because its "
                                        f"{' and '.join(obj.password_cleared_by)} changed: enter it again before "
                                        f"the next sync.", messages.WARNING)
+        if "sync_schedule" in form.changed_data:  # never for a disabled field (see get_form)
+            self._save_schedule(obj, form.cleaned_data["sync_schedule"])
+
+    @staticmethod
+    def _save_schedule(account: AdAccount, cron: str) -> None:
+        if cron:
+            schedule_set(account=account, cron=cron)
+        else:
+            schedule_clear(account=account)
 
     @admin.display(boolean=True, description="password set")
     def has_password(self, obj: AdAccount) -> bool:
@@ -113,6 +131,29 @@ class AdAccountAdmin(TriggerSyncMixin, admin.ModelAdmin):
         for account in queryset:
             ok, message = services.account_test_connection(account=account)
             self.message_user(request, message, messages.SUCCESS if ok else messages.ERROR)
+
+
+# --- django-q2's schedules ------------------------------------------------------------
+
+admin.site.unregister(Schedule)
+
+
+@admin.register(Schedule)
+class SuperuserScheduleAdmin(ScheduleAdmin):
+    """django-q2's schedule admin, writable by superusers only: its `func` may name any function the workers import.
+
+    Staff with the view permission still see the schedules; an account's periodic
+    sync is set on the account's own form.
+    """
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
 
 
 # --- campaigns ----------------------------------------------------------------------

@@ -20,9 +20,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 from django.views.debug import ExceptionReporter
+from django_q.models import Schedule
 
 from campaigns.models import AdAccount
 from syncer.accounts import account_default_get
+from syncer.schedules import schedule_cron, schedule_set
 from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
 
 pytest.register_assert_rewrite("tests.people_fixtures")  # it is a plugin too (below): rewrite before importing
@@ -357,3 +359,69 @@ def test_an_error_report_of_the_account_forms_shows_the_password_as_stars(admin_
         report = ExceptionReporter(request, *sys.exc_info()).get_traceback_text()
     assert "s3cret-in-a-report" not in report
     assert form["email"] in report  # the report does show the other fields
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("private_cache")
+def test_the_sync_schedule_field_sets_changes_and_clears_the_accounts_periodic_sync(staff_with, account):
+    client = staff_with("change_adaccount", "trigger_sync", role="staff_trigger")
+    change_account(client, account, sync_schedule="*/30   * * * *")
+    schedule = Schedule.objects.get()
+    assert (schedule.cron, schedule.func, schedule.args) == ("*/30 * * * *", "syncer.tasks.scheduled_sync_task",
+                                                             f"({account.pk},)")
+    page = client.get(f"/admin/campaigns/adaccount/{account.pk}/change/").content.decode()
+    assert 'value="*/30 * * * *"' in page
+    change_account(client, account, sync_schedule="0 * * * *", slug="acme-renamed")
+    assert list(Schedule.objects.values_list("cron", "name")) == [("0 * * * *", "sync-acme-renamed")]
+    change_account(client, account, slug="acme-renamed", sync_schedule="")
+    assert not Schedule.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("private_cache")
+def test_a_bad_cron_expression_is_a_form_error_in_the_services_words(staff_with, account):
+    client = staff_with("change_adaccount", "trigger_sync", role="staff_trigger")
+    response = change_account(client, account, sync_schedule="every hour")
+    assert response.context["adminform"].form.errors["sync_schedule"] == [
+        "'every hour' is not a cron expression with five fields, like '*/30 * * * *'"]
+    assert not Schedule.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("private_cache")
+def test_changing_the_sync_schedule_needs_trigger_sync(staff_with, account):
+    schedule_set(account=account, cron="0 3 * * *")
+    client = staff_with("change_adaccount")
+    response = change_account(client, account, sync_schedule="* * * * *", name="Still editable")
+    assert response.status_code == 200 and AdAccount.objects.get(pk=account.pk).name == "Still editable"
+    assert schedule_cron(account=account) == "0 3 * * *"
+    change_account(client, account, sync_schedule="")
+    assert schedule_cron(account=account) == "0 3 * * *"
+
+
+SCHEDULE_PERMISSIONS = ("add_schedule", "change_schedule", "delete_schedule", "view_schedule")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("private_cache")
+def test_only_superusers_add_change_or_delete_django_q_schedules(staff_with, admin_client, account):
+    schedule = schedule_set(account=account, cron="0 3 * * *")
+    staff = staff_with(*SCHEDULE_PERMISSIONS)  # every schedule permission there is, yet not a superuser
+    anything = {"name": "mine", "func": "os.system", "args": "'id'", "schedule_type": "O", "repeats": "-1",
+                "next_run_0": "2030-01-01", "next_run_1": "00:00:00"}
+    assert staff.get("/admin/django_q/schedule/").status_code == 200
+    page = staff.get(f"/admin/django_q/schedule/{schedule.pk}/change/")
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    assert staff.get("/admin/django_q/schedule/add/").status_code == 403
+    assert staff.post("/admin/django_q/schedule/add/", anything).status_code == 403
+    assert staff.post(f"/admin/django_q/schedule/{schedule.pk}/change/", anything).status_code == 403
+    assert staff.post(f"/admin/django_q/schedule/{schedule.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert list(Schedule.objects.values_list("func", flat=True)) == ["syncer.tasks.scheduled_sync_task"]
+    assert admin_client.post("/admin/django_q/schedule/add/", anything).status_code == 302
+    assert Schedule.objects.filter(func="os.system").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("private_cache")
+def test_staff_without_the_view_permission_do_not_see_schedules(staff_with):
+    assert staff_with().get("/admin/django_q/schedule/").status_code == 403
