@@ -8,20 +8,25 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
+from django_q.admin import ScheduleAdmin
+from django_q.models import Schedule
 
 from campaigns import selectors
+from campaigns.forms import AdAccountForm
 from campaigns.models import AdAccount, Campaign, SyncAttempt, SyncRun, Trigger
 from campaigns.templatetags.sync_display import ago, duration, percentage, short_name, status_badge
 from campaigns.views import TRIGGER_PERMISSION, refusal_message, run_link
 from syncer import services
+from syncer.schedules import schedule_clear, schedule_set
 
 
 class TriggerSyncMixin:
@@ -68,18 +73,8 @@ class ReadOnlyRecordMixin:
 
 # --- ad accounts --------------------------------------------------------------------
 
-class AdAccountForm(forms.ModelForm):
-    base_url = forms.URLField(max_length=500, assume_scheme="https")
-    password = forms.CharField(
-        widget=forms.PasswordInput(render_value=False), required=False, strip=False,
-        help_text="Write-only: never shown back. Leave blank to keep the current password.",
-    )
-
-    class Meta:
-        model = AdAccount
-        fields = ["name", "slug", "base_url", "email", "password", "client_id", "rate_limit"]
-
-
+# The password travels in these POSTs: an error report shows it as stars.
+@method_decorator(sensitive_post_parameters("password"), name="changeform_view")
 @admin.register(AdAccount)
 class AdAccountAdmin(TriggerSyncMixin, admin.ModelAdmin):
     form = AdAccountForm
@@ -91,14 +86,27 @@ class AdAccountAdmin(TriggerSyncMixin, admin.ModelAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
-        # A new account cannot sync without its password; an existing one keeps it when left blank.
-        form.base_fields["password"].required = obj is None
-        return form
+        # A periodic sync starts syncs, so changing it needs trigger_sync. Decided per request on a
+        # subclass: the form class and its fields are shared by every request of the process.
+        return type(form.__name__, (form,), {"schedule_editable": self.has_trigger_sync_permission(request)})
 
     def save_model(self, request, obj: AdAccount, form, change: bool) -> None:
         if form.cleaned_data.get("password"):
             obj.set_password(form.cleaned_data["password"])
         super().save_model(request, obj, form, change)
+        if obj.password_cleared_by:
+            self.message_user(request, f"The password of {obj.name} was cleared because its "
+                                       f"{' and '.join(obj.password_cleared_by)} changed: enter it again before "
+                                       f"the next sync.", messages.WARNING)
+        if "sync_schedule" in form.changed_data:  # never for a disabled field (see get_form)
+            self._save_schedule(obj, form.cleaned_data["sync_schedule"])
+
+    @staticmethod
+    def _save_schedule(account: AdAccount, cron: str) -> None:
+        if cron:
+            schedule_set(account=account, cron=cron)
+        else:
+            schedule_clear(account=account)
 
     @admin.display(boolean=True, description="password set")
     def has_password(self, obj: AdAccount) -> bool:
@@ -123,6 +131,29 @@ class AdAccountAdmin(TriggerSyncMixin, admin.ModelAdmin):
         for account in queryset:
             ok, message = services.account_test_connection(account=account)
             self.message_user(request, message, messages.SUCCESS if ok else messages.ERROR)
+
+
+# --- django-q2's schedules ------------------------------------------------------------
+
+admin.site.unregister(Schedule)
+
+
+@admin.register(Schedule)
+class SuperuserScheduleAdmin(ScheduleAdmin):
+    """django-q2's schedule admin, writable by superusers only: its `func` may name any function the workers import.
+
+    Staff with the view permission still see the schedules; an account's periodic
+    sync is set on the account's own form.
+    """
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
 
 
 # --- campaigns ----------------------------------------------------------------------

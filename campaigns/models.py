@@ -1,14 +1,18 @@
 """The data: ad accounts, their campaigns, and the record of every sync."""
 from __future__ import annotations
 
+import operator
 from datetime import timedelta
+from functools import reduce
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
+from django.views.decorators.debug import sensitive_variables
 
-from campaigns.crypto import decrypt, encrypt
+from campaigns.crypto import decrypt, encrypt, is_under_current_key, reencrypt
 from syncer.budget import RateBudget, parse_budget
+from syncer.validation import CLIENT_ID_EXPECTS, CLIENT_ID_MAX_LENGTH, is_valid_client_id
 
 
 def validate_budget(value: str) -> None:
@@ -19,9 +23,24 @@ def validate_budget(value: str) -> None:
 
 
 def validate_client_id(value: str) -> None:
-    """A client id travels in an HTTP header: printable ASCII only, no spaces."""
-    if not value or not all("!" <= character <= "~" for character in value):
-        raise ValidationError("the client id must be printable ASCII without spaces (it is sent as X-Client-ID)")
+    if not is_valid_client_id(value):
+        raise ValidationError(f"the client id must be {CLIENT_ID_EXPECTS}")
+
+
+# A password belongs to the login it was given for: kept for another server,
+# email or client id, it would go to whoever runs that server at the next sync.
+CREDENTIAL_FIELDS = {"base_url": "base URL", "email": "email", "client_id": "client id"}
+
+
+class AdAccountQuerySet(models.QuerySet):
+    def update(self, **fields):
+        """Rows whose base URL, email or client id this changes lose their password, unless one is given."""
+        changing = [name for name in CREDENTIAL_FIELDS if name in fields]
+        if changing and "encrypted_password" not in fields:
+            changed = reduce(operator.or_, (~Q(**{name: fields[name]}) for name in changing))
+            fields["encrypted_password"] = Case(When(changed, then=Value("")), default=F("encrypted_password"),
+                                                output_field=models.TextField())
+        return super().update(**fields)
 
 
 class AdAccount(models.Model):
@@ -29,6 +48,8 @@ class AdAccount(models.Model):
 
     The password is encrypted at rest with a key derived from SECRET_KEY and
     is never shown back; `set_password` and `get_password` are its only doors.
+    Changing the base URL, email or client id clears it unless a new one is
+    given in the same save (`password_cleared_by` then names what changed).
     """
 
     name = models.CharField(max_length=200)
@@ -36,7 +57,7 @@ class AdAccount(models.Model):
     base_url = models.URLField(max_length=500)
     email = models.CharField(max_length=254)
     encrypted_password = models.TextField(blank=True, editable=False)
-    client_id = models.CharField(max_length=200, validators=[validate_client_id],
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH, validators=[validate_client_id],
                                  help_text="Sent as X-Client-ID; the rate budget belongs to it.")
     rate_limit = models.CharField(
         max_length=32, default="10/60s", validators=[validate_budget],
@@ -45,6 +66,9 @@ class AdAccount(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = AdAccountQuerySet.as_manager()
+    password_cleared_by: list[str] = []  # set by save(): the credential fields whose change cleared the password
+
     class Meta:
         ordering = ["name"]
         permissions = [("trigger_sync", "Can start, retry and cancel syncs")]
@@ -52,11 +76,49 @@ class AdAccount(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        update_fields = kwargs.get("update_fields")
+        self.password_cleared_by = self._clear_password_if_login_changed(update_fields)
+        if self.password_cleared_by and update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "encrypted_password"}
+        super().save(*args, **kwargs)
+
+    def _clear_password_if_login_changed(self, update_fields) -> list[str]:
+        """Clear the stored password when this save changes the login it belongs to; say which fields did."""
+        def saved(name: str) -> bool:
+            return update_fields is None or name in update_fields
+
+        stored = None if self.pk is None else AdAccount.objects.filter(pk=self.pk).values(
+            *CREDENTIAL_FIELDS, "encrypted_password").first()
+        if not stored or not stored["encrypted_password"]:
+            return []  # a new row, or nothing to clear
+        if saved("encrypted_password") and self.encrypted_password != stored["encrypted_password"]:
+            return []  # a new password given in this save
+        changed = [label for name, label in CREDENTIAL_FIELDS.items()
+                   if saved(name) and getattr(self, name) != stored[name]]
+        if changed:
+            self.encrypted_password = ""
+        return changed
+
+    @sensitive_variables("raw_password")
     def set_password(self, raw_password: str) -> None:
         self.encrypted_password = encrypt(raw_password) if raw_password else ""
 
     def get_password(self) -> str:
         return decrypt(self.encrypted_password) if self.encrypted_password else ""
+
+    def rotate_password(self) -> bool:
+        """Re-encrypt the stored password under the current SECRET_KEY; False when it already was, or none is set.
+
+        A password no key reads raises the one-line ImproperlyConfigured of `decrypt`.
+        """
+        old = self.encrypted_password
+        if not old or is_under_current_key(old):
+            return False
+        self.encrypted_password = reencrypt(old)
+        # Compare-and-set: a password entered meanwhile is newer, and under the current key already.
+        return AdAccount.objects.filter(pk=self.pk, encrypted_password=old).update(
+            encrypted_password=self.encrypted_password) == 1
 
     @property
     def budget(self) -> RateBudget | None:

@@ -13,6 +13,14 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from syncer.budget import parse_budget
+from syncer.validation import (
+    CLIENT_ID_EXPECTS,
+    CLIENT_ID_MAX_LENGTH,
+    CONCURRENCY_MAX,
+    Q_WORKERS_MAX,
+    THREADS_PER_WORKER_MAX,
+    is_valid_client_id,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,6 +52,22 @@ def _positive(name: str, cast, default, expects: str):
     value = _read(name, cast, default, expects)
     if value <= 0:
         raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected {expects}")
+    return value
+
+
+def _bounded(name: str, default: int, maximum: int, expects: str) -> int:
+    """A whole number from 1 to `maximum`: past the cap a value is a typo, not a tuning."""
+    value = _read(name, env.int, default, f"{expects} from 1 to {maximum}")
+    if not 1 <= value <= maximum:
+        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected {expects} from 1 to {maximum}")
+    return value
+
+
+def _client_id(name: str, default: str) -> str:
+    value = env.str(name, default=default)
+    if not is_valid_client_id(value) or len(value) > CLIENT_ID_MAX_LENGTH:
+        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected {CLIENT_ID_EXPECTS}, "
+                                   f"at most {CLIENT_ID_MAX_LENGTH} characters")
     return value
 
 
@@ -97,6 +121,9 @@ if not SECRET_KEY:
             "SECRET_KEY is not set: give the web server, the cluster and the command the same long random "
             "SECRET_KEY (DEBUG=1 uses a local one in .run/secret_key; make run and make test set it)")
     SECRET_KEY = _local_secret_key(LOCAL_SECRET_KEY_FILE)
+# Earlier keys, still accepted while their signatures and encrypted passwords
+# are replaced: sessions, and `manage.py rotate_passwords` (see README "Secrets").
+SECRET_KEY_FALLBACKS = [key.strip() for key in env.list("SECRET_KEY_FALLBACKS", default=[]) if key.strip()]
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -203,8 +230,10 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _bool("SECURE_COOKIES", not DEBUG and SECURE_SSL_REDIRECT)
 SECURE_HSTS_SECONDS = _read("SECURE_HSTS_SECONDS", env.int, 0, "a whole number of seconds")
-SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
-SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+# Both bind more than this site (every subdomain; browsers' built-in lists, slow
+# to leave): only when the operator asks.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _bool("SECURE_HSTS_PRELOAD", False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _bool("BEHIND_TLS_PROXY", False) else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -214,12 +243,12 @@ AD_PLATFORM = {
     "URL": _url("AD_PLATFORM_URL", "http://localhost:3001"),
     "EMAIL": env.str("AD_PLATFORM_EMAIL", default="demo@adplatform.test"),
     "PASSWORD": env.str("AD_PLATFORM_PASSWORD", default="demo-password"),
-    "CLIENT_ID": env.str("AD_PLATFORM_CLIENT_ID", default="campaign-sync"),
+    "CLIENT_ID": _client_id("AD_PLATFORM_CLIENT_ID", "campaign-sync"),
     "RATE_LIMIT": _budget("AD_PLATFORM_RATE_LIMIT", "10/60s"),
 }
 
 SYNC = {
-    "CONCURRENCY": _positive("SYNC_CONCURRENCY", env.int, 10, "a whole number of parallel calls, at least 1"),
+    "CONCURRENCY": _bounded("SYNC_CONCURRENCY", 10, CONCURRENCY_MAX, "a whole number of parallel calls"),
     "REQUEST_TIMEOUT": _positive("SYNC_REQUEST_TIMEOUT", env.float, 10.0, "seconds to wait for one answer, e.g. 10"),
     "CONNECT_TIMEOUT": _positive("SYNC_CONNECT_TIMEOUT", env.float, 5.0, "seconds to wait for a connection, e.g. 5"),
     "MAX_ATTEMPTS": _positive("SYNC_MAX_ATTEMPTS", env.int, 5, "how many tries one call gets, at least 1"),
@@ -234,8 +263,8 @@ SYNC = {
                              "how often the watchdog resumes one run before failing it, at least 1"),
     "LEASE_SECONDS": _positive("SYNC_LEASE_SECONDS", env.float, 30.0, "seconds a claim lives without a heartbeat"),
     "FAN_OUT": _positive("SYNC_FAN_OUT", env.int, 2, "drain tasks a run is split into, at least 1"),
-    "THREADS_PER_WORKER": _positive("SYNC_THREADS_PER_WORKER", env.int, 500,
-                                    "sync threads one cluster worker process may host, at least 1"),
+    "THREADS_PER_WORKER": _bounded("SYNC_THREADS_PER_WORKER", 500, THREADS_PER_WORKER_MAX,
+                                   "a whole number of sync threads one cluster worker process may host"),
 }
 
 # --- The task cluster (django-q2) ---------------------------------------------
@@ -249,7 +278,7 @@ CACHES = {
 _Q_TIMEOUT = _positive("Q_TIMEOUT", env.int, 1800, "seconds a task may run")
 Q_CLUSTER = {
     "name": "campaign-sync",  # also the signing salt: the same everywhere; Q_CLUSTER_NAME picks a queue
-    "workers": _positive("Q_WORKERS", env.int, 4, "the number of worker processes"),
+    "workers": _bounded("Q_WORKERS", 4, Q_WORKERS_MAX, "a whole number of worker processes"),
     # Tasks are idempotent, but a retry must never fire while the first
     # delivery still runs: retry well above timeout.
     "timeout": _Q_TIMEOUT,

@@ -1,4 +1,8 @@
-"""A periodic sync per account: one django-q2 cron Schedule, editable in the admin."""
+"""A periodic sync per account: one django-q2 cron Schedule, set from the account's admin form or the command.
+
+People set it here, never in django-q2's own Schedule admin: there `func` may
+name any importable function, run on the workers, so only superusers edit that.
+"""
 from __future__ import annotations
 
 from datetime import datetime
@@ -9,25 +13,49 @@ from django_q.models import Schedule
 
 from campaigns.models import AdAccount
 
+SCHEDULED_SYNC_TASK = "syncer.tasks.scheduled_sync_task"
+
 
 def schedule_name(account: AdAccount) -> str:
     return f"sync-{account.slug}"
 
 
-def schedule_set(*, account: AdAccount, cron: str) -> Schedule:
-    """Create or update the account's schedule; a bad cron expression raises ValueError."""
+def _schedules_of(account: AdAccount):
+    # Found by what it runs, not by its name: an account whose slug changes keeps its schedule.
+    return Schedule.objects.filter(func=SCHEDULED_SYNC_TASK, args=repr((account.pk,)))
+
+
+def _schedule_of(account: AdAccount) -> Schedule | None:
+    return _schedules_of(account).order_by("id").first()
+
+
+def cron_checked(cron: str) -> str:
+    """The expression with its spaces tidied; one that is not five cron fields raises ValueError saying so."""
     cron = " ".join(cron.split())
     if not croniter.is_valid(cron) or len(cron.split()) != 5:
         raise ValueError(f"{cron!r} is not a cron expression with five fields, like '*/30 * * * *'")
-    next_run = croniter(cron, timezone.now()).get_next(datetime)
-    schedule, _ = Schedule.objects.update_or_create(
-        name=schedule_name(account),
-        defaults={"func": "syncer.tasks.scheduled_sync_task", "args": repr((account.pk,)),
-                  "schedule_type": Schedule.CRON, "cron": cron, "repeats": -1, "next_run": next_run},
-    )
+    return cron
+
+
+def schedule_cron(*, account: AdAccount) -> str:
+    """The account's cron expression, or "" when it has no periodic sync."""
+    schedule = _schedule_of(account)
+    return (schedule.cron or "") if schedule else ""
+
+
+def schedule_set(*, account: AdAccount, cron: str) -> Schedule:
+    """Create or update the account's schedule; a bad cron expression raises ValueError."""
+    cron = cron_checked(cron)
+    fields = {"name": schedule_name(account), "func": SCHEDULED_SYNC_TASK, "args": repr((account.pk,)),
+              "schedule_type": Schedule.CRON, "cron": cron, "repeats": -1,
+              "next_run": croniter(cron, timezone.now()).get_next(datetime)}
+    schedule = _schedule_of(account) or Schedule()
+    for name, value in fields.items():
+        setattr(schedule, name, value)
+    schedule.save()
     return schedule
 
 
 def schedule_clear(*, account: AdAccount) -> bool:
-    deleted, _ = Schedule.objects.filter(name=schedule_name(account)).delete()
+    deleted, _ = _schedules_of(account).delete()
     return bool(deleted)

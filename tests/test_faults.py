@@ -528,7 +528,9 @@ def production_env(**overrides: str) -> dict[str, str]:
     import secrets
 
     return {"DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "example.com",
-            "SECURE_SSL_REDIRECT": "1", "SECURE_HSTS_SECONDS": "31536000", "SECURE_COOKIES": "1", **overrides}
+            "SECURE_SSL_REDIRECT": "1", "SECURE_HSTS_SECONDS": "31536000", "SECURE_COOKIES": "1",
+            # Off unless asked for (tests/test_security.py); a deploy check is clean with them on.
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1", "SECURE_HSTS_PRELOAD": "1", **overrides}
 
 
 def test_check_deploy_is_clean_with_production_settings():

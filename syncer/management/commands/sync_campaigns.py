@@ -14,6 +14,7 @@ from syncer.logs import console_for_command
 from syncer.progress import follow, summary_lines
 from syncer.schedules import schedule_clear, schedule_set
 from syncer.services import SyncRefused, run_cancel, run_execute, run_fail, run_retry_failed, sync_run_start
+from syncer.validation import CONCURRENCY_MAX
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         console_for_command(options["verbosity"])
-        if options["concurrency"] is not None and options["concurrency"] < 1:
-            raise CommandError("--concurrency must be at least 1", returncode=EXIT_FATAL)
+        if options["concurrency"] is not None and not 1 <= options["concurrency"] <= CONCURRENCY_MAX:
+            raise CommandError(f"--concurrency must be from 1 to {CONCURRENCY_MAX}", returncode=EXIT_FATAL)
         try:
             if options["schedule"] is not None or options["unschedule"]:
                 return self._schedule(options)

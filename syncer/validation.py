@@ -1,0 +1,16 @@
+"""Rules for values that both the settings and the models check (settings cannot import models)."""
+from __future__ import annotations
+
+CLIENT_ID_MAX_LENGTH = 200
+CLIENT_ID_EXPECTS = "printable ASCII without spaces (it is sent as X-Client-ID)"
+
+
+def is_valid_client_id(value: str) -> bool:
+    """A client id travels in an HTTP header: printable ASCII only, no spaces."""
+    return bool(value) and all("!" <= character <= "~" for character in value)
+
+# Caps on concurrency: past them a value is a typo, not a tuning (each bound is
+# a thread or a process that costs memory, a connection and a share of the GIL).
+CONCURRENCY_MAX = 100  # sync calls in flight per run (SYNC_CONCURRENCY and --concurrency)
+THREADS_PER_WORKER_MAX = 2_000  # drain threads one cluster worker process hosts (SYNC_THREADS_PER_WORKER)
+Q_WORKERS_MAX = 32  # worker processes per cluster (Q_WORKERS); more hosts scale further
