@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 _BUDGET = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?|\.\d+)\s*s?\s*$")  # the "s" may be left out
@@ -50,3 +51,21 @@ def parse_budget(text: str | None) -> RateBudget | None:
                          f"{MAX_WINDOW_SECONDS:g} s (a day), got {shown}")
     return RateBudget(calls=int(digits), window_seconds=window)
 
+
+def budget_shared(budgets: Iterable[RateBudget | None]) -> RateBudget | None:
+    """The one budget that keeps each of several safe: the fewest calls over the longest window.
+
+    Accounts on one platform client share its budget, but each may have
+    been configured with its own. No single sliding window is both `a/x`
+    and `b/y`; `min(a, b)/max(x, y)` sends at most a calls in any x seconds
+    and at most b in any y, so every account's promise holds. It can be
+    slower than either (10/1s with 100/60s gives 10/60s): the accounts'
+    budgets disagree, and too slow costs time where too fast costs 429s.
+    An account without a budget does not loosen the others': the calls of
+    all of them count on the platform's one window. None when none has one.
+    """
+    known = [budget for budget in budgets if budget is not None]
+    if not known:
+        return None
+    return RateBudget(calls=min(budget.calls for budget in known),
+                      window_seconds=max(budget.window_seconds for budget in known))
