@@ -188,11 +188,12 @@ class SyncRun(models.Model):
 
     @property
     def duration(self) -> timedelta | None:
+        """How long it ran; never negative, even when the clock of a host that dated it stepped back."""
         if not self.started_at:
             return None
         from django.utils import timezone
 
-        return (self.finished_at or timezone.now()) - self.started_at
+        return max((self.finished_at or timezone.now()) - self.started_at, timedelta(0))
 
 
 class AttemptStatus(models.TextChoices):

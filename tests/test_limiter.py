@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.utils import timezone
 
 from campaigns.models import AdAccount, ApiClient, RateSlot, RunStatus, SyncRun, Trigger
 from syncer import limiter as limiter_module
@@ -256,3 +258,20 @@ def test_a_wall_clock_step_during_a_call_moves_its_slot_by_no_more_than_the_time
     permit.sent("POST", left, left + 3600)  # the wall clock stepped an hour forward while the call was out
     moved = RateSlot.objects.get(pk=permit.slot_id).last_used - permit.taken_at
     assert 0 <= moved <= time.monotonic() - permit.taken_monotonic, "a duration on the monotonic clock"
+
+
+def test_a_runs_duration_is_never_negative_when_a_hosts_clock_stepped_back(account):
+    ahead = timezone.now() + timedelta(hours=1)  # dated by a host whose clock was an hour ahead
+    running = SyncRun.objects.create(account=account, trigger=Trigger.COMMAND, status=RunStatus.RUNNING,
+                                     started_at=ahead)
+    assert running.duration == timedelta(0)
+    running.finished_at = ahead - timedelta(minutes=5)
+    assert running.duration == timedelta(0)
+
+
+def test_freshness_is_never_negative_when_a_hosts_clock_stepped_back(account):
+    from campaigns.selectors import AccountStatus
+
+    status = AccountStatus(account=account, last_success_at=timezone.now() + timedelta(hours=1), campaigns=0,
+                           failed_campaigns=0, run=None)
+    assert status.freshness_seconds == 0.0
