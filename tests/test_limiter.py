@@ -104,7 +104,7 @@ def test_the_migration_keeps_the_slots_of_the_account_that_called_last_per_clien
             for slug, url, client_id, budget in [("a", "http://p/", "c", "10/60s"), ("b", "http://p", "c", "10/60s"),
                                                  ("c", "http://p", "other", "20000/0.01s")]]
         slots = old.get_model("campaigns", "RateSlot").objects
-        for account, dates in zip(accounts, [(5.0, 9.0), (7.0, 8.0), (1.0,)], strict=True):
+        for account, dates in zip(accounts, [(5.0, 8.0), (7.0, 9.0), (1.0,)], strict=True):
             for index, date in enumerate(dates):
                 slots.create(account_id=account.pk, index=index, last_used=date)
         executor = MigrationExecutor(connection)
@@ -112,7 +112,7 @@ def test_the_migration_keeps_the_slots_of_the_account_that_called_last_per_clien
     finally:
         MigrationExecutor(connection).migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
     kept = {(slot.api_client.client_id, slot.index): slot.last_used for slot in RateSlot.objects.all()}
-    assert kept == {("c", 0): 5.0, ("c", 1): 9.0, ("other", 0): 1.0}, "account a called last on client c"
+    assert kept == {("c", 0): 7.0, ("c", 1): 9.0, ("other", 0): 1.0}, "account b called last on client c"
     assert AdAccount.objects.get(slug="c").rate_limit == "10000/0.1s", "a stored budget over the caps is capped"
 
 
