@@ -16,7 +16,7 @@ from syncer.accounts import client_settings_for
 from syncer.budget import RateBudget, budget_shared, parse_budget
 from syncer.client import PlatformClient
 from syncer.fake_platform import FakePlatformConfig
-from syncer.limiter import limiter_for
+from syncer.limiter import limiter_for, slots_ensure
 from syncer.services import run_execute, sync_runs_start
 from tests.conftest import FAKE_EMAIL
 from tests.test_settings import manage_check
@@ -83,6 +83,20 @@ def test_an_account_without_a_budget_keeps_to_the_budget_of_another_account_on_i
     [run] = run_at_once([unpaced])
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     assert_no_429_and_at_most(fake_platform, "shared-client", 3)
+
+
+def test_a_limiter_made_before_another_account_joined_its_client_paces_to_the_new_shared_budget(
+        fake_platform, make_account):
+    fake_platform.update(rate_limit="2/1s")
+    early = make_account(slug="early", client_id="shared-client", rate_limit="10/1s")
+    client = platform_client(early)  # made, as a worker keeps it, before the stricter account exists
+    try:
+        slots_ensure([make_account(slug="strict", client_id="shared-client", rate_limit="2/1s")])  # its run starts
+        for _ in range(4):
+            client.check_connection()
+    finally:
+        client.close()
+    assert_no_429_and_at_most(fake_platform, "shared-client", 2)
 
 
 def test_the_shared_budget_is_the_fewest_calls_over_the_longest_window():
