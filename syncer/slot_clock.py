@@ -44,6 +44,10 @@ class ProcessCall:
         self.read_by = read_by
 
 
+def _read_by(call: ProcessCall) -> float:
+    return call.read_by
+
+
 class ProcessWindow:
     """This process's last N calls on one platform client, in monotonic time: never N+1 in one interval.
 
@@ -62,13 +66,13 @@ class ProcessWindow:
         with self._lock:
             if len(self._calls) < calls:
                 return 0.0
-            nth_latest = sorted(call.read_by for call in self._calls)[-calls]
-            return max(0.0, nth_latest + interval - time.monotonic())
+            self._calls.sort(key=_read_by)  # already in order but for calls read late: one pass
+            return max(0.0, self._calls[-calls].read_by + interval - time.monotonic())
 
     def note(self, calls: int) -> ProcessCall:
         """Note a call that goes now; keep only what a window of `calls` calls needs."""
         with self._lock:
-            self._calls.sort(key=lambda call: call.read_by)
+            self._calls.sort(key=_read_by)
             del self._calls[:max(0, len(self._calls) - calls + 1)]
             call = ProcessCall(time.monotonic())
             self._calls.append(call)
