@@ -40,7 +40,8 @@ class AdAccount(models.Model):
                                  help_text="Sent as X-Client-ID; the rate budget belongs to it.")
     rate_limit = models.CharField(
         max_length=32, default="10/60s", validators=[validate_budget],
-        help_text="N calls per W seconds, e.g. 10/60s; 'none' for no limit.",
+        help_text="N calls per W seconds, e.g. 10/60s (at most 10,000 calls; a window of 0.1 s to a day); "
+                  "'none' for no limit. Accounts with the same base URL and client id share one budget.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

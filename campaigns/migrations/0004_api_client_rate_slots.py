@@ -10,6 +10,8 @@ import re
 import django.db.models.deletion
 from django.db import migrations, models
 
+import campaigns.models
+
 MAX_CALLS, MIN_WINDOW, MAX_WINDOW = 10_000, 0.1, 86_400.0
 _BUDGET = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?|\.\d+)\s*s?\s*$")
 
@@ -97,6 +99,14 @@ class Migration(migrations.Migration):
             field=models.FloatField(default=0.0, help_text="When the call that took it went, in seconds of the slot "
                                                            "clock (the database server's on PostgreSQL, the host's "
                                                            "monotonic clock on SQLite)."),
+        ),
+        migrations.AlterField(
+            model_name="adaccount",
+            name="rate_limit",
+            field=models.CharField(
+                default="10/60s", max_length=32, validators=[campaigns.models.validate_budget],
+                help_text="N calls per W seconds, e.g. 10/60s (at most 10,000 calls; a window of 0.1 s to a day); "
+                          "'none' for no limit. Accounts with the same base URL and client id share one budget."),
         ),
         migrations.AddConstraint(
             model_name="rateslot",
