@@ -61,7 +61,8 @@ class AdAccount(models.Model):
                                  help_text="Sent as X-Client-ID; the rate budget belongs to it.")
     rate_limit = models.CharField(
         max_length=32, default="10/60s", validators=[validate_budget],
-        help_text="N calls per W seconds, e.g. 10/60s; 'none' for no limit.",
+        help_text="N calls per W seconds, e.g. 10/60s (at most 10,000 calls; a window of 0.1 s to a day); "
+                  "'none' for no limit. Accounts with the same base URL and client id share one budget.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -250,11 +251,12 @@ class SyncRun(models.Model):
 
     @property
     def duration(self) -> timedelta | None:
+        """How long it ran; never negative, even when the clock of a host that dated it stepped back."""
         if not self.started_at:
             return None
         from django.utils import timezone
 
-        return (self.finished_at or timezone.now()) - self.started_at
+        return max((self.finished_at or timezone.now()) - self.started_at, timedelta(0))
 
 
 class AttemptStatus(models.TextChoices):
@@ -317,16 +319,52 @@ class SyncAttempt(models.Model):
         return f"{self.platform_id} in run #{self.run_id}: {self.status}"
 
 
-class RateSlot(models.Model):
-    """One of an account's N call slots: a call may go once a slot is W seconds old.
+class ApiClient(models.Model):
+    """The platform's client, a base URL and a client id: the rate budget belongs to it, not to an account.
 
-    The N rows of an account are its sliding window, shared by every process
-    that uses the same database.
+    Accounts with the same base URL and client id are one client to the
+    platform, which counts their calls in one window; they share its rate
+    slots. Its budget is the one that keeps every such account's configured
+    budget (`budget_shared`), written when a run starts or a client is made.
     """
 
-    account = models.ForeignKey(AdAccount, on_delete=models.CASCADE, related_name="rate_slots")
-    index = models.PositiveIntegerField()
-    last_used = models.FloatField(default=0.0, help_text="Epoch seconds of the call that took this slot.")
+    base_url = models.CharField(max_length=500, help_text="As the accounts have it, without a trailing slash.")
+    client_id = models.CharField(max_length=200)
+    configured_calls = models.PositiveIntegerField(
+        default=0, help_text="Calls per window its accounts' budgets allow together (fewest calls); 0: no budget.")
+    configured_window_seconds = models.FloatField(
+        default=0.0, help_text="The window of that budget, in seconds (the longest of its accounts').")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["account", "index"], name="rate_slot_unique")]
+        constraints = [models.UniqueConstraint(fields=["base_url", "client_id"], name="api_client_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} at {self.base_url}"
+
+    @staticmethod
+    def key_of(account: AdAccount) -> tuple[str, str]:
+        """The client an account calls as: "http://host/" and "http://host" are one."""
+        return account.base_url.rstrip("/"), account.client_id
+
+    @property
+    def configured_budget(self) -> RateBudget | None:
+        if not self.configured_calls:
+            return None
+        return RateBudget(calls=self.configured_calls, window_seconds=self.configured_window_seconds)
+
+
+class RateSlot(models.Model):
+    """One of a platform client's N call slots: a call may go once a slot is W seconds old.
+
+    The N rows of a client are its sliding window, shared by every process
+    that uses the same database, and by every account of that client.
+    """
+
+    api_client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="rate_slots")
+    index = models.PositiveIntegerField()
+    last_used = models.FloatField(default=0.0, help_text="When the call that took it went, in seconds of the slot "
+                                                         "clock (the database server's on PostgreSQL, the host's "
+                                                         "monotonic clock on SQLite).")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["api_client", "index"], name="rate_slot_unique")]

@@ -53,7 +53,9 @@ class AccountStatus:
 
     @property
     def freshness_seconds(self) -> float | None:
-        return (self.now - self.last_success_at).total_seconds() if self.last_success_at else None
+        if not self.last_success_at:
+            return None
+        return max((self.now - self.last_success_at).total_seconds(), 0.0)  # a host's clock may have been ahead
 
     @property
     def eta_seconds(self) -> float | None:

@@ -76,6 +76,6 @@ def client_for(account: AdAccount, *, pool_size: int | None = None) -> PlatformC
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            limiter = limiter_for(account_id=account.pk, budget=account.budget)
+            limiter = limiter_for(account)
             client = _clients[key] = PlatformClient(client_settings, limiter)
         return client

@@ -1,15 +1,21 @@
-"""An account's rate budget, shared by every thread, process and host.
+"""A platform client's rate budget, shared by every thread, process and host, and by each of its accounts.
 
-The budget `N/Ws` is kept as N slots in the database, each holding the time
-of the call that last used it. A call may go once the oldest slot is W
+The platform counts calls per client, a base URL and a client id
+(`ApiClient`), not per account: two accounts with one client id share one
+window. The client's budget `N/Ws` is kept as N slots in the database, each
+holding when the call that last used it went, on the slot clock every
+process shares (`slot_clock`). A call may go once the oldest slot is W
 seconds old; taking a slot is one compare-and-set UPDATE, so two workers
 can never take the same slot. That is a sliding window, the same shape as
 the platform's own, so a client that waits for a slot is never told 429.
+Accounts of one client whose configured budgets differ pace to one that
+keeps each of them (`budget_shared`), kept on the client's row and read
+with every slot, so every process paces to the same one.
 
-Within a process, a run's threads queue for the budget on a lock, one at
-a time: otherwise all of them wake for the same oldest slot, read it, and
-all but one lose the compare-and-set, which with a hundred accounts side by
-side is most of the database's work.
+Within a process, the threads of every run on a client queue for the
+budget on a lock, one at a time: otherwise all of them wake for the same
+oldest slot, read it, and all but one lose the compare-and-set, which with
+a hundred accounts side by side is most of the database's work.
 
 Once a run knows how many calls it needs, `slots_spread` dates its free
 slots so that its calls go evenly and its last call goes when it would have
@@ -24,17 +30,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count
 
+from campaigns.models import AdAccount, ApiClient, RateSlot
 from syncer import sql
+from syncer.api_clients import api_client_of, client_slots_ensure, slots_ensure
 from syncer.budget import RateBudget
-from syncer.client import Limiter, NoLimit
+from syncer.client import Limiter, NoLimit, Permit
 from syncer.connections import connection_release
+from syncer.slot_clock import ProcessCall, ProcessWindow, now_sql
+
+__all__ = ["DatabaseLimiter", "SlotPermit", "limiter_for", "slots_ensure", "slots_spread"]
 
 log = logging.getLogger(__name__)
 
-_queues: dict[int, threading.Lock] = {}  # one queue for the budget per account in this process
-_queues_lock = threading.Lock()
+
+class _InProcess:
+    """What this process keeps of one platform client: its queue for the budget, and its own last calls."""
+
+    def __init__(self) -> None:
+        self.queue = threading.Lock()
+        self.window = ProcessWindow()
+
+
+_in_process: dict[tuple[int, str, str], _InProcess] = {}  # one per client, whichever accounts use it
+_in_process_lock = threading.Lock()
 _turns = threading.local()  # the queue a thread holds from `turn()` until its call takes a slot
 _fastest_answers: dict[str, float] = {}  # per kind of call, by any account in this process
 _fastest_lock = threading.Lock()
@@ -53,16 +72,37 @@ class SlotPermit:
     between the slot's date and the departure.
     """
 
-    def __init__(self, limiter: DatabaseLimiter, slot_id: int, taken_at: float) -> None:
-        self.limiter, self.slot_id, self.taken_at = limiter, slot_id, taken_at
+    def __init__(self, limiter: DatabaseLimiter, slot_id: int, taken_at: float, call: ProcessCall) -> None:
+        self.limiter, self.slot_id, self.taken_at, self.call = limiter, slot_id, taken_at, call
+        self.taken_monotonic = call.read_by
 
     def sent(self, method: str, at: float, answered_at: float | None) -> None:
+        read_by = self.read_by_after_take(method, at, answered_at)
+        if read_by > LATE_SECONDS:
+            self.limiter.window.moved(self.call, self.taken_monotonic + read_by)
+            self.limiter.redate(self.slot_id, self.taken_at, self.taken_at + read_by)
+
+    def read_by_after_take(self, method: str, at: float, answered_at: float | None) -> float:
+        """The latest the platform can have read the call, in seconds after the slot was taken.
+
+        Measured on the monotonic clock since the take, so the slot moves by
+        a duration, never by a difference of two clocks. The client gives
+        `at` and `answered_at` as wall-clock times: only how long before now
+        they were counts, held between the take and now, so a step of the
+        wall clock during the call can neither make it negative nor later
+        than now.
+        """
+        since_take = max(0.0, time.monotonic() - self.taken_monotonic)
+        wall_now = time.time()
+
+        def after_take(moment: float) -> float:
+            return min(max(since_take - (wall_now - moment), 0.0), since_take)
+
+        departed = after_take(at)
         if answered_at is None:
-            read_by = at
-        else:
-            read_by = max(at, answered_at - fastest_answer(method, answered_at - at))
-        if read_by - self.taken_at > LATE_SECONDS:
-            self.limiter.redate(self.slot_id, self.taken_at, read_by)
+            return departed
+        answered = max(after_take(answered_at), departed)
+        return max(departed, answered - fastest_answer(method, answered - departed))
 
 
 def fastest_answer(method: str, seconds: float) -> float:
@@ -92,22 +132,24 @@ def slot_interval(budget: RateBudget) -> float:
 
 
 class DatabaseLimiter:
-    def __init__(self, *, account_id: int, budget: RateBudget) -> None:
-        self.account_id = account_id
-        self.budget = budget
-        self.interval = slot_interval(budget)
+    """The limiter of one platform client; the limiters of all its accounts share its slots and queue."""
 
-    def acquire(self) -> SlotPermit:
+    def __init__(self, api_client: ApiClient) -> None:
+        self.api_client_id = api_client.pk
+        with _in_process_lock:  # by key too: a table made anew (a migration) gives its ids out again
+            here = _in_process.setdefault((api_client.pk, api_client.base_url, api_client.client_id), _InProcess())
+        self.queue, self.window = here.queue, here.window
+
+    def acquire(self) -> Permit:
         connection_release()  # never queue holding a pooled connection: the thread ahead may need one
-        queue = _queue_for(self.account_id)
-        if getattr(_turns, "queue", None) is queue:
+        if getattr(_turns, "queue", None) is self.queue:
             _turns.queue = None  # the call of this thread's turn: its slot ends the turn
         else:
-            queue.acquire()
+            self.queue.acquire()
         try:
             return self._acquire()
         finally:
-            queue.release()
+            self.queue.release()
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -119,24 +161,28 @@ class DatabaseLimiter:
         seconds on claims instead of on their listings.
         """
         connection_release()
-        queue = _queue_for(self.account_id)
-        queue.acquire()
-        _turns.queue = queue
+        self.queue.acquire()
+        _turns.queue = self.queue
         try:
             yield
         finally:
-            if getattr(_turns, "queue", None) is queue:  # no call took a slot in the turn
+            if getattr(_turns, "queue", None) is self.queue:  # no call took a slot in the turn
                 _turns.queue = None
-                queue.release()
+                self.queue.release()
 
-    def _acquire(self) -> SlotPermit:
+    def _acquire(self) -> Permit:
         while True:
             slot = self._oldest_slot()
-            if slot is None:  # never ensured: an account's "Test connection" before its first run
-                _slots_create_missing({self.account_id: self.budget.calls})
+            if slot is None:  # slots never ensured ("Test connection" before a first run), or no budget now
+                if client_slots_ensure(self.api_client_id):
+                    continue
+                return NoLimit().acquire()
+            slot_id, last_used, calls, window_seconds, now = slot
+            interval = slot_interval(RateBudget(calls=calls, window_seconds=window_seconds))
+            if last_used > now:
+                self._count_as_just_used()
                 continue
-            slot_id, last_used = slot
-            wait = last_used + self.interval - time.time()
+            wait = max(last_used + interval - now, self.window.wait(calls, interval))
             if wait > 0:
                 connection_release()
                 time.sleep(wait)
@@ -144,12 +190,12 @@ class DatabaseLimiter:
             taken_at = self._take(slot_id, last_used)
             connection_release()
             if taken_at is not None:
-                return SlotPermit(self, slot_id, taken_at)
+                return SlotPermit(self, slot_id, taken_at, self.window.note(calls))
 
     def redate(self, slot_id: int, dated: float, new_date: float) -> None:
         """Best effort: a slot left at its first date risks one 429, which the client waits out."""
         try:
-            self._move(slot_id, dated, new_date)
+            _move(slot_id, dated, new_date)
         except DatabaseError as error:
             log.warning("could not re-date a rate slot (%s); its next call may be told 429", type(error).__name__)
         finally:
@@ -158,46 +204,41 @@ class DatabaseLimiter:
     # Plain SQL: a hundred accounts take a slot per call, and building ORM
     # queries for them was a fifth of a worker's CPU.
 
-    def _oldest_slot(self) -> tuple[int, float] | None:
+    def _oldest_slot(self) -> tuple[int, float, int, float, float] | None:
+        """The oldest slot within the client's budget, that budget, and the slot clock's now: one statement."""
+        now, params = now_sql()
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT id, last_used FROM {_table()} WHERE account_id = %s AND {_index()} < %s "
-                           f"ORDER BY last_used, {_index()} LIMIT 1", [self.account_id, self.budget.calls])
+            cursor.execute(f"SELECT s.id, s.last_used, c.configured_calls, c.configured_window_seconds, {now} "
+                           f"FROM {_slots()} s JOIN {sql.table(ApiClient)} c ON c.id = s.api_client_id "
+                           f"WHERE s.api_client_id = %s AND s.{_index()} < c.configured_calls "
+                           f"ORDER BY s.last_used, s.{_index()} LIMIT 1", [*params, self.api_client_id])
             return cursor.fetchone()
 
     def _take(self, slot_id: int, last_used: float) -> float | None:
-        """Compare-and-set: only one caller can move a slot from the time it read; the time it took it, or None."""
-        with transaction.atomic():  # on SQLite, BEGIN waits for the write lock
-            taken_at = time.time()  # so a wait for the database is not counted as the call's departure
-            return taken_at if self._move(slot_id, last_used, taken_at) else None
+        """Compare-and-set: only one caller can move a slot from the date it read; the date it took it, or None."""
+        with transaction.atomic():  # on SQLite, BEGIN waits for the write lock: read the clock after it
+            now, params = now_sql()
+            with connection.cursor() as cursor:
+                cursor.execute(f"UPDATE {_slots()} SET last_used = {now} WHERE id = %s AND last_used = %s "
+                               f"RETURNING last_used", [*params, slot_id, last_used])
+                row = cursor.fetchone()
+        return row[0] if row else None
 
-    @staticmethod
-    def _move(slot_id: int, last_used: float, new_time: float) -> bool:
-        with connection.cursor() as cursor:
-            cursor.execute(_move_statement(), [new_time, slot_id, last_used])
-            return cursor.rowcount == 1
-
-
-def slots_ensure(accounts) -> None:
-    """Create the budget slots the accounts lack, at the start of each run (a budget may have grown since)."""
-    _slots_create_missing({account.pk: account.budget.calls for account in accounts if account.budget is not None})
-
-
-def _slots_create_missing(calls_by_account: dict[int, int]) -> None:
-    """One read for all the accounts, one insert for what is missing: a read needs no turn for SQLite's lock."""
-    from campaigns.models import RateSlot
-
-    if not calls_by_account:
-        return
-    have = dict(RateSlot.objects.filter(account_id__in=calls_by_account).values("account_id")
-                .annotate(n=Count("pk")).values_list("account_id", "n"))
-    missing = [RateSlot(account_id=account_id, index=index) for account_id, calls in calls_by_account.items()
-               if have.get(account_id, 0) < calls for index in range(calls)]
-    if missing:
-        RateSlot.objects.bulk_create(missing, ignore_conflicts=True)
+    def _count_as_just_used(self) -> None:
+        """Date the client's slots dated later than now to now: they then free within one interval."""
+        with transaction.atomic():  # the clock read after the write lock, as in `_take`
+            now, params = now_sql()
+            with connection.cursor() as cursor:
+                cursor.execute(f"UPDATE {_slots()} SET last_used = {now} WHERE api_client_id = %s "
+                               f"AND last_used > {now}", [*params, self.api_client_id, *params])
+                moved = cursor.rowcount
+        if moved:
+            log.warning("%s rate slots were dated later than the slot clock reads (its clock stepped back, or the "
+                        "host restarted): counted as just used", moved)
 
 
-def slots_spread(account, calls: int) -> None:
-    """Date the account's slots so its next `calls` calls go evenly and the last goes when it would anyway.
+def slots_spread(account: AdAccount, calls: int) -> None:
+    """Date the client's slots so the account's next `calls` calls go evenly and the last goes when it would anyway.
 
     Taking the oldest free slot, a run of 100 calls on a 10-call budget sends
     ten calls the moment its listing is in, then ten more every window: the
@@ -209,39 +250,48 @@ def slots_spread(account, calls: int) -> None:
     the date that frees it for its call of the even schedule; the calls that
     follow on it keep the step. A slot is only ever dated later, and a run
     with fewer calls than free slots is left alone: its calls go at once.
+    No slot is dated later than now: a date in the future is the mark of a
+    clock that stepped back (see `slot_clock`), and counts as just used.
     """
-    from campaigns.models import RateSlot
-
-    budget = account.budget
+    api_client = api_client_of(account)
+    budget = api_client.configured_budget if api_client else None
     if budget is None or calls < 1:
         return
-    interval, now = slot_interval(budget), time.time()
-    slots = list(RateSlot.objects.filter(account_id=account.pk, index__lt=budget.calls)
-                 .order_by("last_used", "index").values_list("pk", "last_used"))
-    if not slots:
+    interval = slot_interval(budget)
+    now_expr, params = now_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, last_used, {now_expr} FROM {_slots()} WHERE api_client_id = %s "
+                       f"AND {_index()} < %s ORDER BY last_used, {_index()}", [*params, api_client.pk, budget.calls])
+        rows = cursor.fetchall()
+    if not rows:
         return
+    now = rows[0][2]
+    slots = [(slot_id, last_used, min(last_used, now)) for slot_id, last_used, _ in rows]
     # As the limiter would send them: call j on the j-th oldest slot, and a slot's next call an interval later.
-    frees = [max(now, last_used + interval) for _, last_used in slots]
+    frees = [max(now, used + interval) for _, _, used in slots]
     last_call = frees[(calls - 1) % len(slots)] + (calls - 1) // len(slots) * interval
     step = interval / len(slots)
     moves = []
-    for j, (slot_id, last_used) in enumerate(slots[:calls]):
+    for j, (slot_id, last_used, used) in enumerate(slots[:calls]):
         even_free = last_call - (calls - 1 - j) * step  # when call j goes on the even schedule
-        if even_free > frees[j]:
-            moves.append([even_free - interval, slot_id, last_used])
+        new_date = min(even_free - interval, now)
+        if even_free > frees[j] and new_date > used:
+            moves.append([new_date, slot_id, last_used])
     if moves:
         with transaction.atomic(), connection.cursor() as cursor:  # a move lost to a take leaves that slot as it is
-            cursor.executemany(_move_statement(), moves)
+            cursor.executemany(_MOVE.format(slots=_slots()), moves)
 
 
-def _move_statement() -> str:
-    """Compare-and-set a slot's date: parameters are the new date, the slot's id and the date it was read with."""
-    return f"UPDATE {_table()} SET last_used = %s WHERE id = %s AND last_used = %s"
+_MOVE = "UPDATE {slots} SET last_used = %s WHERE id = %s AND last_used = %s"  # new date, id, the date it was read
 
 
-def _table() -> str:
-    from campaigns.models import RateSlot
+def _move(slot_id: int, last_used: float, new_date: float) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(_MOVE.format(slots=_slots()), [new_date, slot_id, last_used])
+        return cursor.rowcount == 1
 
+
+def _slots() -> str:
     return sql.table(RateSlot)
 
 
@@ -249,12 +299,9 @@ def _index() -> str:
     return connection.ops.quote_name("index")
 
 
-def _queue_for(account_id: int) -> threading.Lock:
-    with _queues_lock:
-        return _queues.setdefault(account_id, threading.Lock())
-
-
-def limiter_for(*, account_id: int, budget: RateBudget | None) -> Limiter:
-    if budget is None:
+def limiter_for(account: AdAccount) -> Limiter:
+    """The limiter of the account's platform client: no limit only when none of that client's accounts has one."""
+    api_client = api_client_of(account, fresh=True)
+    if api_client.configured_budget is None:
         return NoLimit()
-    return DatabaseLimiter(account_id=account_id, budget=budget)
+    return DatabaseLimiter(api_client)

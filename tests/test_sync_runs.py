@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -156,18 +157,19 @@ def test_a_10_per_2s_budget_with_30_campaigns_sees_zero_429s_and_spreads_its_cal
 
 def test_spreading_leaves_a_run_with_fewer_calls_than_free_slots_alone_and_steps_a_long_one(account):
     from campaigns.models import RateSlot
-    from syncer.limiter import DatabaseLimiter, slot_interval, slots_ensure, slots_spread
+    from syncer.limiter import limiter_for, slot_interval, slots_ensure, slots_spread
 
     account.rate_limit = "10/60s"
     account.save()
     slots_ensure([account])
     slots_spread(account, 10)
-    assert set(RateSlot.objects.filter(account=account).values_list("last_used", flat=True)) == {0.0}, \
+    assert set(RateSlot.objects.values_list("last_used", flat=True)) == {0.0}, \
         "ten free slots, ten calls: all go at once"
 
-    listing = DatabaseLimiter(account_id=account.pk, budget=account.budget).acquire()  # the listing's call
+    listing = limiter_for(account).acquire()  # the listing's call
     slots_spread(account, 100)
     interval = slot_interval(account.budget)
+    # Slot dates and the listing's are both on the slot clock, whichever it is on this database.
     frees = sorted(last_used + interval for last_used in RateSlot.objects.values_list("last_used", flat=True))
     steps = [later - earlier for earlier, later in zip([listing.taken_at, *frees[:-1]], frees, strict=True)]
     assert all(abs(step - interval / 10) < 1e-6 for step in steps), "one call every window / 10 after the listing"
@@ -299,24 +301,30 @@ def test_a_slot_is_re_dated_to_the_latest_moment_its_call_can_have_been_read(mak
     """A call answered slower than the fastest one may have been read late: its slot moves with it."""
     from campaigns.models import RateSlot
     from syncer import limiter as limiter_module
-    from syncer.budget import parse_budget
-    from syncer.limiter import DatabaseLimiter, fastest_answer
+    from syncer.limiter import fastest_answer, limiter_for
 
     monkeypatch.setattr(limiter_module, "_fastest_answers", {})  # a fresh process
-    acme, other = (DatabaseLimiter(account_id=make_account(slug=slug).pk, budget=parse_budget("3/60s"))
-                   for slug in ("acme", "other"))
-    first = acme.acquire()
-    first.sent("POST", first.taken_at, first.taken_at + 0.2)
-    assert RateSlot.objects.get(pk=first.slot_id).last_used == first.taken_at + 0.2, \
-        "nothing seen yet: the call may have been read as late as its answer"
+    acme, other = (limiter_for(make_account(slug=slug, rate_limit="3/60s")) for slug in ("acme", "other"))
 
-    quick = other.acquire()  # another account's calls teach the same fastest answer: 0.2 s
-    quick.sent("POST", quick.taken_at, quick.taken_at + 0.2)
-    assert RateSlot.objects.get(pk=quick.slot_id).last_used == quick.taken_at, "on time: no re-dating"
+    def call(limiter, answer_seconds: float) -> tuple[float, float]:
+        """A call that leaves once its slot is taken and is answered `answer_seconds` later, as the client
+        reports it (wall-clock times); how far its slot moved, and how late after the take it left at most."""
+        permit = limiter.acquire()
+        left, left_monotonic = time.time(), time.monotonic()
+        wait_until(lambda: time.monotonic() >= left_monotonic + answer_seconds, timeout=answer_seconds + 5,
+                   message="the call's answer time passes", poll=0.01)
+        permit.sent("POST", left, left + answer_seconds)
+        moved = RateSlot.objects.get(pk=permit.slot_id).last_used - permit.taken_at
+        return moved, left_monotonic - permit.taken_monotonic + 1e-3
 
-    slow = acme.acquire()
-    slow.sent("POST", slow.taken_at, slow.taken_at + 0.7)  # 0.5 s slower: read up to 0.5 s after it left
-    assert abs(RateSlot.objects.get(pk=slow.slot_id).last_used - (slow.taken_at + 0.5)) < 1e-6
+    moved, departure = call(acme, 0.2)
+    assert 0.2 - 1e-3 <= moved <= 0.2 + departure, "nothing seen yet: the call may have been read as late as its answer"
+
+    moved, departure = call(other, 0.2)  # another account's calls teach the same fastest answer: 0.2 s
+    assert moved <= departure, "on time: re-dated at most to when it left, not to its answer"
+
+    moved, departure = call(acme, 0.7)  # 0.5 s slower: read up to 0.5 s after it left
+    assert 0.5 - 1e-3 <= moved <= 0.5 + departure
 
     assert (fastest_answer("GET", 0.01), fastest_answer("GET", 0.05)) == (0.0, 0.01), \
         "each kind of call has its own fastest answer"
