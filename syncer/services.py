@@ -324,6 +324,9 @@ def _add_counters(run_id: int, stats: CallStats) -> None:
 
 def account_test_connection(*, account: AdAccount) -> tuple[bool, str]:
     """Get a token and the first page; say plainly what works or what to fix (never the secret)."""
+    refusal = account_refusal(account)
+    if refusal:
+        return False, f"{account.name}: {refusal}"
     client = PlatformClient(client_settings_for(account, pool_size=1),
                             limiter_for(account_id=account.pk, budget=account.budget))
     try:

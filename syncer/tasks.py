@@ -63,29 +63,35 @@ def run_enqueue(run: SyncRun) -> None:
 
 
 def _first_step_enqueue(run: SyncRun, shape: tuple[int, int]) -> None:
-    if not prepare_enqueue(run.pk, shape):
-        run.refresh_from_db(fields=["status", "error_message", "finished_at"])
+    reason = _queue_step(run.pk, "syncer.tasks.run_prepare_task", *shape, step="prepare")
+    if reason:  # the caller tells its user which run failed, and why
+        run.status, run.error_message = RunStatus.FAILED, reason
 
 
 def prepare_enqueue(run_id: int, shape: tuple[int, int] | None = None) -> bool:
     """Queue the run's prepare step; False when the broker took nothing (then the run has failed)."""
-    return _queue_step(run_id, "syncer.tasks.run_prepare_task", *(shape or ()), step="prepare")
+    return not _queue_step(run_id, "syncer.tasks.run_prepare_task", *(shape or ()), step="prepare")
 
 
-def _queue_step(run_id: int, func: str, *args, step: str) -> bool:
-    """Put one of the run's steps on the broker; a step that cannot be queued fails its run at once.
+def _queue_step(run_id: int, func: str, *args, step: str) -> str | None:
+    """Put one of the run's steps on the broker; one that cannot be queued fails its run at once: why, or None.
 
     Left queued, the run would wait for the cluster's retry time (an hour)
-    before the watchdog presumed its step lost.
+    before the watchdog presumed its step lost. Nothing here raises, so the
+    enqueues of the other runs committed with this one still happen.
     """
     try:
         async_task(func, run_id, *args, group=f"run-{run_id}", task_name=f"run-{run_id}-{step}", broker=_broker())
-        return True
+        return None
     except Exception as error:
+        reason = not_queued_reason(error)
         with bind_run(run_id):
             log.error("could not queue the run's %s step on the task broker", step, exc_info=error)
-        services.run_fail(run_id=run_id, reason=not_queued_reason(error), category=ErrorCategory.INTERNAL)
-        return False
+            try:
+                services.run_fail(run_id=run_id, reason=reason, category=ErrorCategory.INTERNAL)
+            except Exception:  # the database is away too: the watchdog resumes the run once it is back
+                log.exception("could not record that the run's task was not queued")
+        return reason
 
 
 def _broker() -> Broker:
@@ -171,7 +177,7 @@ def run_fan_out(run_id: int) -> None:
 def drain_enqueue(run_id: int, threads: int, index: int = 0) -> bool:
     """Queue one drain task of the run, noting whose SECRET_KEY signs it; False when the run failed instead."""
     SyncRun.objects.filter(pk=run_id).exclude(queued_key=key_fingerprint()).update(queued_key=key_fingerprint())
-    return _queue_step(run_id, "syncer.tasks.run_drain_task", threads, step=f"drain-{index}")
+    return not _queue_step(run_id, "syncer.tasks.run_drain_task", threads, step=f"drain-{index}")
 
 
 @_failing_the_run("syncing")

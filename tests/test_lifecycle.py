@@ -196,6 +196,12 @@ def test_an_account_that_cannot_sync_is_refused_at_the_door_in_one_line(account,
     assert queued_tasks() == []
 
 
+def test_test_connection_names_what_to_fix_on_an_account_that_cannot_sync(account, settings):
+    password_of_another_key(account, settings)
+    ok, message = services.account_test_connection(account=AdAccount.objects.get(pk=account.pk))
+    assert not ok and "its stored password cannot be decrypted with this process's SECRET_KEY" in message
+
+
 # --- point 10: a task the broker will not take fails its run at once -------------------------------
 
 NOT_QUEUED = "could not queue the run on the task broker (ConnectionError): check REDIS_URL and that the broker runs"
@@ -353,7 +359,7 @@ def open_attempts(run: SyncRun):
 @pytest.mark.cluster
 def test_a_run_whose_workers_fall_silent_again_and_again_is_failed_after_its_resumes(qcluster, fake_platform,
                                                                                     account, captured_logs):
-    fake_platform.update(campaigns=60, sync_latency=0.5)
+    fake_platform.update(campaigns=60, sync_latency=0.3)
     run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test", concurrency=2, enqueue=True)
     env = {"SYNC_MAX_RESUMES": "1"}
     first = qcluster.start(**env)
@@ -381,7 +387,7 @@ def test_a_run_whose_workers_fall_silent_again_and_again_is_failed_after_its_res
 @pytest.mark.cluster
 def test_the_watchdog_closes_the_claims_a_killed_cluster_left_in_a_cancelled_run(qcluster, fake_platform, account,
                                                                                 captured_logs):
-    fake_platform.update(campaigns=60, sync_latency=0.5)
+    fake_platform.update(campaigns=60, sync_latency=0.3)
     run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test", concurrency=4, enqueue=True)
     first = qcluster.start()
     wait_until(lambda: synced(run) >= 3, timeout=60, message="the cluster syncs some campaigns")
