@@ -9,6 +9,7 @@ same transaction, so its counters stay equal to its attempts.
 """
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -64,13 +65,17 @@ def attempts_close_abandoned(*, run_id: int, claim_prefix: str | None = None) ->
     if claim_prefix:
         abandoned |= Q(status=AttemptStatus.RUNNING, claimed_by__startswith=claim_prefix)
     attempts = SyncAttempt.objects.filter(run_id=run_id).filter(abandoned)
+    never_claimed = attempts.filter(status=AttemptStatus.PENDING)
+    claimed = attempts.filter(status=AttemptStatus.RUNNING)
     with transaction.atomic():
         if run.status == RunStatus.CANCELLED:
-            return attempts_cancel(attempts=attempts, now=now,
-                                   message=f"{run.error_message or 'cancelled'}; {WORKER_STOPPED}")
+            reason = run.error_message or "cancelled"
+            return attempts_cancel(attempts=never_claimed, message=reason, now=now) + \
+                attempts_cancel(attempts=claimed, message=f"{reason}; {WORKER_STOPPED}", now=now)
         ended = f"the run {run.status}" + (f": {run.error_message}" if run.error_message else "")
-        return attempts_fail(run_id=run_id, attempts=attempts, category=ErrorCategory.INTERNAL, now=now,
-                             message=f"{WORKER_STOPPED}; {ended}")
+        fail = functools.partial(attempts_fail, run_id=run_id, category=ErrorCategory.INTERNAL, now=now)
+        return fail(attempts=never_claimed, message=f"not attempted: {run.error_message or ended}") + \
+            fail(attempts=claimed, message=f"{WORKER_STOPPED}; {ended}")
 
 
 def ended_runs_sweep() -> list[int]:

@@ -219,6 +219,7 @@ def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None,
     """
     run = SyncRun.objects.select_related("account").get(pk=run_id)
     if run.status != RunStatus.RUNNING:
+        janitor.attempts_close_abandoned(run_id=run_id)  # e.g. stored by a listing that ended after the run did
         return 0
     client = client_for(run.account, pool_size=run.concurrency)  # one client for all of this process's drains
     deadline = time.monotonic() + (max_seconds if max_seconds is not None else math.inf)
