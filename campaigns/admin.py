@@ -55,7 +55,8 @@ class TriggerSyncMixin:
         return "trigger_sync" in getattr(action, "allowed_permissions", ())
 
     def message_refused(self, request, refused: services.SyncRefused) -> None:
-        self.message_user(request, refusal_message(refused), messages.WARNING)
+        level = messages.ERROR if refused.failed_run else messages.WARNING  # a run that failed at once
+        self.message_user(request, refusal_message(refused), level)
 
 
 class ReadOnlyRecordMixin:

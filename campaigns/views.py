@@ -60,10 +60,11 @@ def run_link(run: SyncRun) -> str:
 
 
 def refusal_message(refused: services.SyncRefused) -> str:
-    """The service's one-line reason, plus a link to the run in the way when there is one."""
-    if refused.active_run is None:
+    """The service's one-line reason, plus a link to the run in the way (or the run that failed) when there is one."""
+    run = refused.active_run or refused.failed_run
+    if run is None:
         return str(refused)
-    return format_html("{}: see {}.", str(refused), run_link(refused.active_run))
+    return format_html("{}: see {}.", str(refused), run_link(run))
 
 
 # --- pages ------------------------------------------------------------------------
@@ -96,8 +97,8 @@ def start_and_say(request: HttpRequest, start, success: str, details) -> HttpRes
     """Run `start()`; say what started (a link to the run, then `details(run)`) or why it was refused."""
     try:
         run = start()
-    except services.SyncRefused as refused:
-        messages.warning(request, refusal_message(refused))
+    except services.SyncRefused as refused:  # a run that failed at once (its task was not queued) is an error
+        (messages.error if refused.failed_run else messages.warning)(request, refusal_message(refused))
     else:
         messages.success(request, format_html(success, run_link(run), *details(run)))
     return redirect("campaigns:status")

@@ -14,22 +14,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import (
     ACTIVE_RUN_STATUSES,
     AdAccount,
     AttemptStatus,
-    Campaign,
+    ErrorCategory,
     RunStatus,
     SyncAttempt,
     SyncRun,
+    validate_client_id,
 )
-from syncer import drain, listings_first
-from syncer.accounts import client_for, client_settings_for
+from syncer import drain, janitor, listings_first
+from syncer.accounts import DEFAULT_SLUG, client_for, client_settings_for
 from syncer.client import CallStats, PlatformClient, PlatformError
+from syncer.cluster_keys import foreign_cluster_refusal, key_fingerprint
+from syncer.failures import internal_reason
 from syncer.heartbeat import heartbeat
 from syncer.limiter import limiter_for, slots_ensure, slots_spread
 from syncer.logs import bind_run
@@ -39,11 +42,17 @@ log = logging.getLogger(__name__)
 
 
 class SyncRefused(Exception):
-    """A sync that cannot start; the message says why and what to do."""
+    """A sync that cannot start; the message says why and what to do.
 
-    def __init__(self, message: str, *, active_run: SyncRun | None = None) -> None:
+    `active_run` is the run in the way; `failed_run` the run that was
+    created but failed at once (its task could not be queued).
+    """
+
+    def __init__(self, message: str, *, active_run: SyncRun | None = None,
+                 failed_run: SyncRun | None = None) -> None:
         super().__init__(message)
         self.active_run = active_run
+        self.failed_run = failed_run
 
 
 def sync_run_start(*, account: AdAccount, trigger: str, triggered_by: str = "",
@@ -52,11 +61,18 @@ def sync_run_start(*, account: AdAccount, trigger: str, triggered_by: str = "",
     """Create a queued run; refuse when the account already has one queued or running.
 
     With `enqueue` the run goes to the task cluster; without it the caller
-    runs it (`run_execute`).
+    runs it (`run_execute`). A run whose task could not be queued is
+    refused too, with the run it failed.
     """
+    refusal = (enqueue and foreign_cluster_refusal()) or account_refusal(account)
+    if refusal:
+        raise SyncRefused(refusal)
     slots_ensure([account])  # here, not in the worker: its first call should not wait for them
-    return _run_create(account=account, trigger=trigger, triggered_by=triggered_by, campaign_ids=campaign_ids,
-                       retry_of=retry_of, concurrency=concurrency, enqueue=enqueue)
+    run = _run_create(account=account, trigger=trigger, triggered_by=triggered_by, campaign_ids=campaign_ids,
+                      retry_of=retry_of, concurrency=concurrency, enqueue=enqueue)
+    if run.status == RunStatus.FAILED:  # its enqueue failed when the run was committed (syncer/tasks.py)
+        raise _not_queued(run)
+    return run
 
 
 def sync_runs_start(*, accounts, trigger: str, triggered_by: str = "",
@@ -68,16 +84,45 @@ def sync_runs_start(*, accounts, trigger: str, triggered_by: str = "",
     and the last account's calls start as soon as the first one's.
     """
     accounts = list(accounts)
-    slots_ensure(accounts)
+    cluster_refusal = enqueue and foreign_cluster_refusal()
+    if cluster_refusal:
+        return [SyncRefused(cluster_refusal) for _ in accounts]
+    refusals = {account.pk: account_refusal(account) for account in accounts}
+    slots_ensure([account for account in accounts if not refusals[account.pk]])
     started: list[SyncRun | SyncRefused] = []
     with transaction.atomic():  # each start is a savepoint in it: a refused one undoes only itself
         for account in accounts:
             try:
+                if refusals[account.pk]:
+                    raise SyncRefused(refusals[account.pk])
                 started.append(_run_create(account=account, trigger=trigger, triggered_by=triggered_by,
                                            enqueue=enqueue))
             except SyncRefused as refused:
                 started.append(refused)
-    return started
+    # Each run's enqueue ran on its own at the commit: one that failed does not keep the others from the cluster.
+    return [_not_queued(run) if isinstance(run, SyncRun) and run.status == RunStatus.FAILED else run
+            for run in started]
+
+
+def account_refusal(account: AdAccount) -> str | None:
+    """Why this account cannot sync as it is, in one line that says what to fix; None when it can."""
+    try:
+        password = account.get_password()
+    except ImproperlyConfigured:
+        return (f"account {account.slug!r}: its stored password cannot be decrypted with this process's "
+                "SECRET_KEY: enter the password again in the admin, or run with the SECRET_KEY it was saved under")
+    if not password:
+        default = " (or set AD_PLATFORM_PASSWORD)" if account.slug == DEFAULT_SLUG else ""
+        return f"account {account.slug!r} has no password: enter it in the admin{default}"
+    try:
+        validate_client_id(account.client_id)
+    except ValidationError as invalid:
+        return f"account {account.slug!r}: {invalid.messages[0]}; correct it in the admin"
+    return None
+
+
+def _not_queued(run: SyncRun) -> SyncRefused:
+    return SyncRefused(f"run #{run.pk} for {run.account.slug!r} failed: {run.error_message}", failed_run=run)
 
 
 def _run_create(*, account: AdAccount, trigger: str, triggered_by: str, enqueue: bool,
@@ -89,6 +134,7 @@ def _run_create(*, account: AdAccount, trigger: str, triggered_by: str, enqueue:
                 account=account, trigger=trigger, triggered_by=triggered_by[:150],
                 campaign_filter=sorted(set(campaign_ids)) if campaign_ids else None, retry_of=retry_of,
                 concurrency=concurrency or settings.SYNC["CONCURRENCY"], queued_at=timezone.now() if enqueue else None,
+                queued_key=key_fingerprint() if enqueue else "",
             )
             if enqueue:
                 from syncer.tasks import run_enqueue
@@ -128,7 +174,16 @@ def run_prepare(*, run_id: int) -> bool:
     """List and store every campaign, queue one attempt each; False when there is nothing to do.
 
     Safe to run twice (a task may be delivered twice): attempts are unique per run.
+    An unexpected error fails the run at once.
     """
+    try:
+        return _run_prepare(run_id=run_id)
+    except Exception as error:
+        run_fail_internal(run_id=run_id, step="listing", error=error)
+        return False
+
+
+def _run_prepare(*, run_id: int) -> bool:
     with bind_run(run_id):
         now = timezone.now()
         SyncRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING, started_at=now,
@@ -164,21 +219,28 @@ def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None,
     """
     run = SyncRun.objects.select_related("account").get(pk=run_id)
     if run.status != RunStatus.RUNNING:
+        janitor.attempts_close_abandoned(run_id=run_id)  # e.g. stored by a listing that ended after the run did
         return 0
     client = client_for(run.account, pool_size=run.concurrency)  # one client for all of this process's drains
     deadline = time.monotonic() + (max_seconds if max_seconds is not None else math.inf)
     name, watch = drain.worker_name(), threading.Lock()
 
     def work(index: int) -> int:
-        with bind_run(run_id):
-            return drain.drain_loop(run_id=run_id, client=client, worker=f"{name}/{index}", deadline=deadline,
-                                    stop=stop, watch=watch,
-                                    on_fatal=lambda error: run_fail(run_id=run_id, reason=error.message,
-                                                                    category=error.category))
+        try:
+            with bind_run(run_id):
+                return drain.drain_loop(run_id=run_id, client=client, worker=f"{name}/{index}", deadline=deadline,
+                                        stop=stop, watch=watch,
+                                        on_fatal=lambda error: run_fail(run_id=run_id, reason=error.message,
+                                                                        category=error.category))
+        except Exception as error:  # the other threads see the run failed and stop claiming
+            run_fail_internal(run_id=run_id, step="syncing", error=error)
+            return 0
 
     with heartbeat(run_id=run_id, claim_prefix=f"{name}/", beat_now=beat_now), \
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"run{run_id}") as pool:
         done = sum(pool.map(work, range(threads)))
+    # This drain's threads have all ended: a claim of theirs still open in an ended run is abandoned.
+    drain.patiently(janitor.attempts_close_abandoned, run_id=run_id, claim_prefix=f"{name}/")
     drain.patiently(run_finish_if_done, run_id=run_id)
     return done
 
@@ -216,6 +278,22 @@ def run_fail(*, run_id: int, reason: str, category: str = "network") -> bool:
     return _run_stop(run_id=run_id, status=RunStatus.FAILED, reason=reason, category=category)
 
 
+def run_fail_internal(*, run_id: int, step: str, error: Exception) -> bool:
+    """Fail the run at once on an error nobody planned for: one line on the run, the traceback in the log.
+
+    The run's account can then sync again; left running, the watchdog would
+    only resume the same error every lease.
+    """
+    with bind_run(run_id):
+        log.error("internal error while %s", step, exc_info=error)
+        try:
+            return drain.patiently(run_fail, run_id=run_id, reason=internal_reason(step, error),
+                                   category=ErrorCategory.INTERNAL)
+        except Exception:  # the database is away for good: the watchdog resumes the run, a bounded number of times
+            log.exception("could not record the failure of the run")
+            return False
+
+
 def run_cancel(*, run_id: int, who: str = "") -> bool:
     """Stop a queued or running run: no new work starts, finished attempts are kept."""
     reason = f"cancelled by {who}" if who else "cancelled"
@@ -232,20 +310,13 @@ def _run_stop(*, run_id: int, status: str, reason: str, category: str = "") -> b
             return False
         pending = SyncAttempt.objects.filter(run_id=run_id, status=AttemptStatus.PENDING)
         if status == RunStatus.CANCELLED:
-            pending.update(status=AttemptStatus.CANCELLED, message=reason[:500], finished_at=now)
+            janitor.attempts_cancel(attempts=pending, message=reason, now=now)
         else:
-            _fail_pending(run_id, pending, reason, category, now)
+            janitor.attempts_fail(run_id=run_id, attempts=pending, message=f"not attempted: {reason}",
+                                  category=category, now=now)
     with bind_run(run_id):
         log.warning("run %s: %s", status, reason)
     return True
-
-
-def _fail_pending(run_id: int, pending, reason: str, category: str, now) -> None:
-    campaign_ids = list(pending.exclude(campaign__isnull=True).values_list("campaign_id", flat=True))
-    count = pending.update(status=AttemptStatus.FAILED, error_category=category,
-                           message=f"not attempted: {reason}"[:500], finished_at=now)
-    Campaign.objects.filter(pk__in=campaign_ids).update(last_sync_status="failed")
-    SyncRun.objects.filter(pk=run_id).update(campaigns_failed=F("campaigns_failed") + count)
 
 
 def _add_counters(run_id: int, stats: CallStats) -> None:
@@ -254,6 +325,9 @@ def _add_counters(run_id: int, stats: CallStats) -> None:
 
 def account_test_connection(*, account: AdAccount) -> tuple[bool, str]:
     """Get a token and the first page; say plainly what works or what to fix (never the secret)."""
+    refusal = account_refusal(account)
+    if refusal:
+        return False, f"{account.name}: {refusal}"
     client = PlatformClient(client_settings_for(account, pool_size=1),
                             limiter_for(account))
     try:

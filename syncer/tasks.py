@@ -9,9 +9,14 @@ four workers carry a hundred accounts side by side. The prepare task does
 the same and starts draining as soon as the run is prepared. When a process
 hosts its share of threads already, the task works in the foreground (a
 drain for one time slice, then it queues its own continuation).
+
+Whatever a task meets, its run does not stay active without a worker: an
+unexpected error fails the run at once (services.run_fail_internal), and a
+step that cannot be put on the broker fails its run, saying so.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -23,8 +28,10 @@ from django_q.brokers import Broker, get_broker
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
-from campaigns.models import RunStatus, SyncRun
+from campaigns.models import ErrorCategory, RunStatus, SyncRun
 from syncer import services
+from syncer.cluster_keys import key_fingerprint
+from syncer.failures import not_queued_reason
 from syncer.logs import bind_run
 
 log = logging.getLogger(__name__)
@@ -45,14 +52,46 @@ def drain_slice_seconds() -> float:
 
 
 def run_enqueue(run: SyncRun) -> None:
-    """Queue the run's first step on the cluster once the run row is committed."""
+    """Queue the run's first step on the cluster once the run row is committed.
+
+    Each run's callback stands on its own: one whose enqueue fails fails
+    its run (and says so on `run`, for the caller) instead of stopping the
+    callbacks of the other runs committed with it.
+    """
     shape = fan_out_shape(run)  # known now: the worker need not read the run to know it
-    transaction.on_commit(lambda: prepare_enqueue(run.pk, shape))
+    transaction.on_commit(lambda: _first_step_enqueue(run, shape))
 
 
-def prepare_enqueue(run_id: int, shape: tuple[int, int] | None = None) -> None:
-    async_task("syncer.tasks.run_prepare_task", run_id, *(shape or ()), group=f"run-{run_id}",
-               task_name=f"run-{run_id}-prepare", broker=_broker())
+def _first_step_enqueue(run: SyncRun, shape: tuple[int, int]) -> None:
+    reason = _queue_step(run.pk, "syncer.tasks.run_prepare_task", *shape, step="prepare")
+    if reason:  # the caller tells its user which run failed, and why
+        run.status, run.error_message = RunStatus.FAILED, reason
+
+
+def prepare_enqueue(run_id: int, shape: tuple[int, int] | None = None) -> bool:
+    """Queue the run's prepare step; False when the broker took nothing (then the run has failed)."""
+    return not _queue_step(run_id, "syncer.tasks.run_prepare_task", *(shape or ()), step="prepare")
+
+
+def _queue_step(run_id: int, func: str, *args, step: str) -> str | None:
+    """Put one of the run's steps on the broker; one that cannot be queued fails its run at once: why, or None.
+
+    Left queued, the run would wait for the cluster's retry time (an hour)
+    before the watchdog presumed its step lost. Nothing here raises, so the
+    enqueues of the other runs committed with this one still happen.
+    """
+    try:
+        async_task(func, run_id, *args, group=f"run-{run_id}", task_name=f"run-{run_id}-{step}", broker=_broker())
+        return None
+    except Exception as error:
+        reason = not_queued_reason(error)
+        with bind_run(run_id):
+            log.error("could not queue the run's %s step on the task broker", step, exc_info=error)
+            try:
+                services.run_fail(run_id=run_id, reason=reason, category=ErrorCategory.INTERNAL)
+            except Exception:  # the database is away too: the watchdog resumes the run once it is back
+                log.exception("could not record that the run's task was not queued")
+        return reason
 
 
 def _broker() -> Broker:
@@ -68,6 +107,20 @@ def _broker() -> Broker:
         return broker
 
 
+def _failing_the_run(step: str):
+    """A task whose unexpected error fails its run at once (the log keeps the traceback)."""
+    def decorate(task):
+        @functools.wraps(task)
+        def guarded(run_id: int, *args) -> None:
+            try:
+                task(run_id, *args)
+            except Exception as error:
+                services.run_fail_internal(run_id=run_id, step=step, error=error)
+        return guarded
+    return decorate
+
+
+@_failing_the_run("preparing")
 def run_prepare_task(run_id: int, tasks: int | None = None, threads: int | None = None) -> None:
     """Prepare the run and start draining it here at once; the other drain tasks go to the queue.
 
@@ -78,7 +131,7 @@ def run_prepare_task(run_id: int, tasks: int | None = None, threads: int | None 
     """
     if threads is None:
         tasks, threads = fan_out_shape(SyncRun.objects.select_related("account").get(pk=run_id))
-    if _host(run_id, threads, lambda: _prepare_and_drain(run_id, tasks, threads)):
+    if _host(run_id, threads, lambda: _prepare_and_drain(run_id, tasks, threads), step="preparing"):
         return
     if services.run_prepare(run_id=run_id):
         run_fan_out(run_id)
@@ -91,7 +144,8 @@ def _prepare_and_drain(run_id: int, tasks: int, threads: int) -> None:
         services.run_finish_if_done(run_id=run_id)
         return
     for index in range(1, tasks):
-        drain_enqueue(run_id, threads, index)
+        if not drain_enqueue(run_id, threads, index):
+            return  # the run failed: the broker is away
     services.run_drain(run_id=run_id, threads=threads, stop=_stopping, beat_now=False)
 
 
@@ -116,20 +170,24 @@ def run_fan_out(run_id: int) -> None:
     with bind_run(run_id):
         log.info("fanning out: %s drain tasks x %s threads", tasks, threads)
     for index in range(tasks):
-        drain_enqueue(run_id, threads, index)
+        if not drain_enqueue(run_id, threads, index):
+            return  # the run failed: the broker is away
 
 
-def drain_enqueue(run_id: int, threads: int, index: int = 0) -> None:
-    async_task("syncer.tasks.run_drain_task", run_id, threads, group=f"run-{run_id}",
-               task_name=f"run-{run_id}-drain-{index}", broker=_broker())
+def drain_enqueue(run_id: int, threads: int, index: int = 0) -> bool:
+    """Queue one drain task of the run, noting whose SECRET_KEY signs it; False when the run failed instead."""
+    SyncRun.objects.filter(pk=run_id).exclude(queued_key=key_fingerprint()).update(queued_key=key_fingerprint())
+    return not _queue_step(run_id, "syncer.tasks.run_drain_task", threads, step=f"drain-{index}")
 
 
+@_failing_the_run("syncing")
 def run_drain_task(run_id: int, threads: int) -> None:
-    if not _host(run_id, threads, lambda: services.run_drain(run_id=run_id, threads=threads, stop=_stopping)):
+    if not _host(run_id, threads, lambda: services.run_drain(run_id=run_id, threads=threads, stop=_stopping),
+                 step="syncing"):
         _drain_one_slice(run_id, threads)
 
 
-def _host(run_id: int, threads: int, work) -> bool:
+def _host(run_id: int, threads: int, work, *, step: str) -> bool:
     """Run `work()` in a thread of this worker process, if it has room for `threads` more; it outlives the task.
 
     (Working a run in the foreground would spread one run over more cores,
@@ -142,17 +200,16 @@ def _host(run_id: int, threads: int, work) -> bool:
             return False
         _hosted_threads += threads
         _stop_hosted_drains_at_exit()
-    threading.Thread(target=_hosted, args=(run_id, threads, work), name=f"drain-run{run_id}").start()
+    threading.Thread(target=_hosted, args=(run_id, threads, work, step), name=f"drain-run{run_id}").start()
     return True
 
 
-def _hosted(run_id: int, threads: int, work) -> None:
+def _hosted(run_id: int, threads: int, work, step: str) -> None:
     global _hosted_threads
     try:
         work()
-    except Exception:  # the watchdog resumes the run; the log says why this drain ended
-        with bind_run(run_id):
-            log.exception("a drain stopped on an unexpected error")
+    except Exception as error:  # resumed, it would meet the same error every lease
+        services.run_fail_internal(run_id=run_id, step=step, error=error)
     finally:
         with _hosting_lock:
             _hosted_threads -= threads

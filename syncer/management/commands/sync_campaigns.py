@@ -1,7 +1,6 @@
 """`manage.py sync_campaigns`: sync an account's campaigns now, in this process."""
 from __future__ import annotations
 
-import logging
 import threading
 
 from django.core.exceptions import ImproperlyConfigured
@@ -13,10 +12,15 @@ from syncer.accounts import AccountNotFound, account_get
 from syncer.logs import console_for_command
 from syncer.progress import follow, summary_lines
 from syncer.schedules import schedule_clear, schedule_set
-from syncer.services import SyncRefused, run_cancel, run_execute, run_fail, run_retry_failed, sync_run_start
+from syncer.services import (
+    SyncRefused,
+    run_cancel,
+    run_execute,
+    run_fail_internal,
+    run_retry_failed,
+    sync_run_start,
+)
 from syncer.validation import CONCURRENCY_MAX
-
-log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_FATAL = 0, 1, 2
 
@@ -68,10 +72,7 @@ class Command(BaseCommand):
             raise CommandError(_failure_line(run, code), returncode=code)
 
     def _start(self, options) -> SyncRun:
-        account = account_get(slug=options["account"])
-        if not account.get_password():
-            raise ImproperlyConfigured(f"account {account.slug!r} has no password: set AD_PLATFORM_PASSWORD "
-                                       "(or enter it in the admin)")
+        account = account_get(slug=options["account"])  # the services refuse an account that cannot sync
         who, enqueue = "manage.py sync_campaigns", options["background"]
         if options["retry_failed"]:
             return run_retry_failed(run=_run_to_retry(account, options["retry_failed"]), trigger=Trigger.COMMAND,
@@ -115,9 +116,8 @@ class Command(BaseCommand):
 def _execute_safely(run_id: int, concurrency: int | None) -> None:
     try:
         run_execute(run_id=run_id, threads=concurrency)
-    except Exception as error:  # the run must end even on a bug; the log keeps the details
-        log.exception("run #%s stopped by an unexpected error", run_id)
-        run_fail(run_id=run_id, reason=f"unexpected error ({type(error).__name__}); see the log")
+    except Exception as error:  # the run must end even on a bug, so the account can sync again
+        run_fail_internal(run_id=run_id, step="running", error=error)
     finally:
         connection.close()
 
