@@ -174,7 +174,9 @@ def password_of_another_key(account: AdAccount, settings) -> None:
 
 
 def non_ascii_client_id(account: AdAccount) -> None:
-    AdAccount.objects.filter(pk=account.pk).update(client_id="client-\u00e4cme")  # the admin's form refuses it
+    # The admin's form refuses it; a change of client id clears the password unless one comes with it.
+    AdAccount.objects.filter(pk=account.pk).update(client_id="client-\u00e4cme",
+                                                   encrypted_password=account.encrypted_password)
 
 
 def start_one(account: AdAccount) -> SyncRun:
@@ -321,14 +323,17 @@ def test_a_cluster_that_cannot_decrypt_the_password_fails_the_run_at_once_instea
 def test_a_client_id_the_platform_cannot_be_sent_fails_the_run_in_the_cluster_at_once(
         qcluster, fake_platform, account, captured_logs):
     run = start_one(account)  # queued with a good client id, then changed behind the admin's back
-    AdAccount.objects.filter(pk=account.pk).update(client_id="\u5ba2\u6237-acme")  # not even Latin-1: no header
+    # Not even Latin-1: no header can carry it (the password kept: a changed client id would clear it).
+    AdAccount.objects.filter(pk=account.pk).update(client_id="\u5ba2\u6237-acme",
+                                                   encrypted_password=account.encrypted_password)
     cluster = qcluster.start()
     run = wait_until(lambda: finished(run.pk), timeout=60, message="the cluster ends the run")
     assert (run.status, run.error_message) == (
         RunStatus.FAILED, "internal error while listing: UnicodeEncodeError (see the cluster log)")
     check_ended_cleanly(run, fake_platform, cluster.log(), provoked="UnicodeEncodeError")
 
-    AdAccount.objects.filter(pk=account.pk).update(client_id="client-acme")
+    AdAccount.objects.filter(pk=account.pk).update(client_id="client-acme",
+                                                   encrypted_password=account.encrypted_password)
     again = start_one(AdAccount.objects.get(pk=account.pk))
     again = wait_until(lambda: finished(again.pk), timeout=60, message="the cluster syncs the account again")
     assert again.status == RunStatus.SUCCEEDED, again.error_message
