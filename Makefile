@@ -24,9 +24,11 @@ $(LOCAL_SECRET_KEY):
 
 install: $(VENV)/.installed
 
+# `exec`: the shell gives way to the demo, so the SIGTERM that make passes on
+# to its recipe (from a service manager or a CI timeout) reaches the demo.
 run: install $(LOCAL_SECRET_KEY)
 	$(WITH_KEY) $(PY) manage.py migrate --noinput -v 0
-	$(WITH_KEY) AD_PLATFORM_RATE_LIMIT=$${AD_PLATFORM_RATE_LIMIT:-$(DEMO_RATE_LIMIT)} $(PY) manage.py run_demo $(ARGS)
+	$(WITH_KEY) AD_PLATFORM_RATE_LIMIT=$${AD_PLATFORM_RATE_LIMIT:-$(DEMO_RATE_LIMIT)} exec $(PY) manage.py run_demo $(ARGS)
 
 test: install $(LOCAL_SECRET_KEY)
 	$(WITH_KEY) $(PY) -m pytest
