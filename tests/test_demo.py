@@ -349,3 +349,43 @@ def test_the_default_account_and_the_cluster_point_at_the_bundled_fake_on_the_po
     assert f"listening on http://127.0.0.1:{demo.platform_port}" in (demo.log_dir / "fake-platform.log").read_text()
     assert "campaigns: 20 listed, 20 synced, 0 failed" in demo.stdout()
 
+
+# --- make test's chromium -------------------------------------------------------------------
+# The install step runs apt-get, which a test must not run for real (it changes the machine, and
+# the clean-clone check does it for real): these give the Makefile a stand-in apt-get and a
+# chromium path of their own, and check what the step does with them.
+
+
+def make_chromium(tmp_path: Path, apt_get: Path) -> subprocess.CompletedProcess:
+    chromium = tmp_path / "chromium"
+    env = {key: value for key, value in os.environ.items() if key != "DEBIAN_FRONTEND"}  # the step sets it itself
+    return subprocess.run(["make", "-s", "-C", str(ROOT), str(chromium), f"CHROMIUM={chromium}",
+                           f"APT_GET={apt_get}"], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_make_test_installs_a_missing_chromium_with_apt_get_once_when_the_machine_allows_it(tmp_path):
+    calls = tmp_path / "apt-get-calls"
+    apt_get = tmp_path / "apt-get"
+    apt_get.write_text(f"#!/bin/sh\necho \"${{DEBIAN_FRONTEND:-}} $*\" >> {calls}\n"
+                       f"[ \"$1\" = install ] && touch {tmp_path / 'chromium'}\nexit 0\n")
+    apt_get.chmod(0o755)
+
+    first, second = make_chromium(tmp_path, apt_get), make_chromium(tmp_path, apt_get)
+
+    if os.geteuid() != 0:  # the machine does not allow it: one line says what to do
+        assert first.returncode != 0 and "needs root" in first.stderr, first.stderr
+        return
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == ("Installing Debian's chromium for the browser test "
+                                    "(once; log in .run/chromium-install.log)")
+    assert second.returncode == 0 and second.stdout == "", second.stdout + second.stderr
+    assert calls.read_text().splitlines() == [" update -qq", "noninteractive install -y -qq chromium"]
+
+
+def test_make_test_without_chromium_and_no_apt_get_says_what_to_do_in_one_line(tmp_path):
+    result = make_chromium(tmp_path, tmp_path / "no-apt-get")
+
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("make: ***")]
+    assert len(ours) == 1, result.stderr
+    assert "apt-get install chromium" in ours[0] and "make test again" in ours[0], ours[0]
