@@ -12,6 +12,7 @@ WITH_KEY = SECRET_KEY="$${SECRET_KEY:-$$(cat $(LOCAL_SECRET_KEY))}"
 
 # The browser test drives Debian's chromium.
 CHROMIUM := /usr/bin/chromium
+CHROMIUM_LOG ?= .run/chromium-install.log
 APT_GET ?= apt-get
 
 .PHONY: install run test bench clean
@@ -33,11 +34,11 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" != 0 ] || ! command -v $(APT_GET) >/dev/null 2>&1; then \
 	    echo "$@ is missing and installing it needs root and apt-get: install Debian's chromium (sudo apt-get install chromium), then run make test again" >&2; \
 	    exit 1; fi
-	@mkdir -p .run
-	@echo "Installing Debian's chromium for the browser test (once; log in .run/chromium-install.log)"
+	@mkdir -p $(dir $(CHROMIUM_LOG))
+	@echo "Installing Debian's chromium for the browser test (once; log in $(CHROMIUM_LOG))"
 	@{ $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq chromium; } \
-	    >.run/chromium-install.log 2>&1 || \
-	    { echo "apt-get could not install chromium (see .run/chromium-install.log): install it, then run make test again" >&2; exit 1; }
+	    >$(CHROMIUM_LOG) 2>&1 || \
+	    { echo "apt-get could not install chromium (see $(CHROMIUM_LOG)): install it, then run make test again" >&2; exit 1; }
 
 install: $(VENV)/.installed
 
