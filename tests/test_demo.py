@@ -84,6 +84,11 @@ def marked_processes(marker: str) -> dict[int, str]:
     return found
 
 
+def parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])  # after "(command)": state, then the parent's pid
+
+
 def command_lines(marker: str) -> list[str]:
     return sorted(marked_processes(marker).values())
 
@@ -278,6 +283,30 @@ def test_a_web_server_that_cannot_start_leaves_no_cluster_or_fake_platform_behin
     demo.wait_all_gone()
     assert not port_open(demo.platform_port)
     assert "Stopping the web server, the cluster and the fake platform" in demo.stdout()
+
+
+def test_the_web_server_and_the_fake_platform_on_one_port_is_refused_in_one_line_before_anything_starts(demo):
+    demo.platform_port = demo.web_port
+
+    assert demo.run(timeout=60) == 2, demo.stdout() + demo.stderr()
+    line = demo.one_error_line()
+    assert re.fullmatch(rf"CommandError: the web server and the fake platform cannot share port {demo.web_port}; "
+                        r"pick another with make run ARGS='--platform-port \d+'", line), line
+    assert not marked_processes(demo.marker) and not demo.log_dir.exists()
+
+
+def test_a_part_that_dies_during_the_first_sync_ends_the_demo_in_one_line_and_stops_the_rest(demo):
+    demo.start("--exit-after-sync")
+    demo.wait_running()
+    cluster = next(pid for pid, command in marked_processes(demo.marker).items()
+                   if "qcluster" in command and parent_pid(pid) == demo.process.pid)
+
+    os.killpg(cluster, signal.SIGKILL)  # the cluster and its workers (a session of their own), as a crash would
+
+    assert demo.wait_exit(timeout=START_TIMEOUT) == 1, demo.stdout() + demo.stderr()
+    assert demo.one_error_line().startswith("CommandError: the cluster stopped"), demo.stderr()
+    demo.wait_all_gone()
+    assert not port_open(demo.web_port) and not port_open(demo.platform_port)
 
 
 # --- progress -----------------------------------------------------------------------------
