@@ -34,8 +34,9 @@ def demo(fake_platform, make_account, settings, django_user_model):
 
 @pytest.fixture
 def browser_page():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium not installed at /usr/bin/chromium: apt-get install chromium")
+    if not CHROMIUM.exists():  # no skip: `make test` installs it (as root), so a missing one is a failure to fix
+        pytest.fail("Debian chromium is not installed at /usr/bin/chromium: run make test as root (it installs it) "
+                    "or apt-get install chromium", pytrace=False)
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
