@@ -28,8 +28,8 @@ $(LOCAL_SECRET_KEY):
 	@umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
 
 # Installed once, when missing and the machine allows it (root and apt-get);
-# otherwise one line says what to do. Only `make test` needs it: `make run`
-# still needs nothing but Python.
+# otherwise one line says what to do. The install step brings it where it
+# can; only `make test` needs it, so `make run` never fails for want of it.
 $(CHROMIUM):
 	@if [ "$$(id -u)" != 0 ] || ! command -v $(APT_GET) >/dev/null 2>&1; then \
 	    echo "$@ is missing and installing it needs root and apt-get: install Debian's chromium (sudo apt-get install chromium), then run make test again" >&2; \
@@ -41,6 +41,8 @@ $(CHROMIUM):
 	    { echo "apt-get could not install chromium (see $(CHROMIUM_LOG)): install it, then run make test again" >&2; exit 1; }
 
 install: $(VENV)/.installed
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v $(APT_GET) >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory $(CHROMIUM) || echo "(the browser test in make test needs it)" >&2; fi
 
 # `exec`: the shell gives way to the demo, so the SIGTERM that make passes on
 # to its recipe (from a service manager or a CI timeout) reaches the demo.
