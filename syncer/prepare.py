@@ -42,11 +42,13 @@ class Listing:
         try:
             row = parse_row(raw)
         except BadRow as error:
-            key = platform_id or f"(bad row: {where})"
+            key = f"(bad row: {where})"
             self.bad[key] = f"bad row at {where}: {error}"[:MESSAGE_LENGTH]
-            log.warning("bad row at %s (%s): %s", where, platform_id or "no usable id", error)
+            log.warning("bad row at %s (no usable id): %s", where, error)
             return
         self.good[row.platform_id] = row
+        if row.warnings:
+            log.info("campaign %s listed with bad fields, stored empty: %s", row.platform_id, row.warnings_text())
 
 
 def listing_fetch(*, client: PlatformClient, page_size: int, stats: CallStats) -> Listing:
@@ -109,15 +111,25 @@ def attempts_queue(*, run: SyncRun, listing: Listing) -> int:
         counts = _attempt_counts(run.pk)
         SyncRun.objects.filter(pk=run.pk, prepared_at__isnull=True).update(
             prepared_at=timezone.now(), campaigns_listed=counts["listed"], campaigns_failed=counts["failed"],
+            warnings=_bad_fields_warning(good),
         )
     return counts["listed"] - counts["failed"]
+
+
+def _bad_fields_warning(good: list[CampaignRow]) -> list[str]:
+    with_bad_fields = sum(1 for row in good if row.warnings)
+    if not with_bad_fields:
+        return []
+    campaigns = f"{with_bad_fields} campaign{'s' if with_bad_fields != 1 else ''}"
+    return [f"{campaigns} listed with bad fields, stored empty and synced: the attempts' warnings say which fields "
+            "and why"]
 
 
 def _attempts(run: SyncRun, listing: Listing, good: list[CampaignRow], wanted: set[str] | None,
               ids: dict[str, int], now) -> Iterator[dict]:
     """One attempt per good row; failed ones for bad rows and for asked-for campaigns no longer listed."""
     for row in good:
-        yield _attempt(run, ids.get(row.platform_id), row.platform_id, now)
+        yield _attempt(run, ids.get(row.platform_id), row.platform_id, now, warnings=row.warnings_text())
     for key, reason in listing.bad.items():
         if wanted is None or key in wanted:
             yield _failed(run, key, ids.get(key), BAD_RESPONSE, reason, now)

@@ -77,7 +77,7 @@ from syncer.fake_platform.config import (
     FakePlatformConfig,
     parse_rate_limit,
 )
-from syncer.fake_platform.data import BAD_FIELD_KINDS, BAD_ROW_KINDS, HOSTILE_KINDS
+from syncer.fake_platform.data import BAD_FIELD_KINDS, BAD_ROW_KINDS, HOSTILE_KINDS, UNUSABLE_ID_KINDS
 from syncer.fake_platform.handlers import FAKE_SECRET
 from syncer.fake_platform.server import FakePlatform
 
@@ -91,6 +91,7 @@ __all__ = [
     "MALFORMED_LIST_MODES",
     "PRESETS",
     "RETRY_AFTER_MODES",
+    "UNUSABLE_ID_KINDS",
     "FakePlatform",
     "FakePlatformConfig",
     "parse_rate_limit",
