@@ -115,3 +115,19 @@ def test_rows_without_a_usable_id_fail_as_bad_response_and_those_with_one_are_st
         {f"campaign_{i}" for i in range(1, 23)}
     run_logs.text.encode("utf-8")  # the surrogate id reached no log line
 
+
+def test_attempt_warnings_show_in_the_admin_and_their_count_on_the_status_page(fake_platform, account, admin_client,
+                                                                               run_logs):
+    fake_platform.update(campaigns=20, bad_field_rate=1.0, seed=0)
+    run = sync(account, fake_platform, run_logs)
+    fake_platform.update(bad_field_rate=0.0)
+    attempt = SyncAttempt.objects.get(run=run, platform_id="campaign_8")  # i % 9 == 8: fractional clicks
+    listing = admin_client.get(f"/admin/campaigns/syncattempt/?run__exact={run.pk}&has_warnings=yes")
+    assert listing.status_code == 200 and "clicks: not a whole number" in listing.content.decode()
+    page = admin_client.get(f"/admin/campaigns/syncattempt/{attempt.pk}/change/").content.decode()
+    assert "clicks: not a whole number" in page
+    status_page = admin_client.get("/status/").content.decode()
+    assert "20 campaigns listed with bad fields, stored empty and synced: the attempts&#x27; warnings" in status_page
+    clean = sync(account, fake_platform, run_logs)
+    without = admin_client.get(f"/admin/campaigns/syncattempt/?run__exact={clean.pk}&has_warnings=yes")
+    assert "campaign_8" not in without.content.decode(), "a run without bad fields lists no attempt with warnings"

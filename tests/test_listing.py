@@ -7,6 +7,7 @@ lists.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
@@ -14,6 +15,8 @@ import subprocess
 import sys
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun, Trigger
 from syncer.accounts import client_for
@@ -122,6 +125,31 @@ def test_a_run_for_some_campaigns_is_judged_by_them_not_by_the_whole_listing(fak
     attempt = SyncAttempt.objects.get(run=missing, platform_id="campaign_58")
     assert attempt.status == AttemptStatus.FAILED and "not in the platform's listing" in attempt.message
     assert missing.status == RunStatus.PARTIAL and missing.campaigns_unlisted == 0 and missing.warnings == []
+
+
+def test_the_run_warning_shows_in_the_admin_the_status_page_its_json_and_the_command_summary(
+        fake_platform, account, admin_client, run_logs):
+    overlapping_platform(fake_platform)
+    run = check(sync(account), fake_platform, run_logs)
+    admin_page = admin_client.get(f"/admin/campaigns/syncrun/{run.pk}/change/").content.decode()
+    assert INCOMPLETE_55_OF_60.replace("'", "&#x27;") in admin_page
+    assert INCOMPLETE_55_OF_60.replace("'", "&#x27;") in admin_client.get("/status/").content.decode()
+    status = admin_client.get("/status.json").json()
+    card = next(entry for entry in status["accounts"] if entry["slug"] == account.slug)
+    assert card["run"]["warnings"] == [INCOMPLETE_55_OF_60] and card["run"]["unlisted"] == 5
+    assert card["display"]["warnings"] == INCOMPLETE_55_OF_60
+    assert status["runs"][0]["warnings"] == [INCOMPLETE_55_OF_60]
+
+
+def test_the_command_prints_the_warning_and_exits_1_saying_the_listing_was_incomplete(fake_platform, account):
+    overlapping_platform(fake_platform)
+    out = io.StringIO()
+    with pytest.raises(CommandError) as caught:
+        call_command("sync_campaigns", "--account", account.slug, stdout=out, stderr=io.StringIO())
+    run = SyncRun.objects.get()
+    assert caught.value.returncode == 1
+    assert str(caught.value) == f"run #{run.pk} partial: the platform's listing was incomplete (see the warning above)"
+    assert f"  warning: {INCOMPLETE_55_OF_60}" in out.getvalue().splitlines()
 
 
 # --- point 6, the listing half: a cancel while it lists -----------------------------------------
