@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.views.decorators.debug import sensitive_post_parameters
 from django_q.admin import ScheduleAdmin
 from django_q.models import Schedule
@@ -227,10 +228,10 @@ class SyncRunAdmin(TriggerSyncMixin, ReadOnlyRecordMixin, admin.ModelAdmin):
     actions = ["retry_failed", "cancel_run"]
     fieldsets = [
         (None, {"fields": ["account", "status_badge", "trigger_and_who", "retry_of", "campaign_filter_summary",
-                           "error_message"]}),
+                           "error_message", "warning_lines"]}),
         ("Timing", {"fields": ["created_at", "started_at", "prepared_at", "finished_at", "run_duration"]}),
-        ("Campaigns", {"fields": ["campaigns_listed", "campaigns_synced", "campaigns_failed", "success",
-                                  "attempts_breakdown"]}),
+        ("Campaigns", {"fields": ["campaigns_listed", "campaigns_synced", "campaigns_failed", "campaigns_unlisted",
+                                  "success", "attempts_breakdown"]}),
         ("Calls", {"fields": ["requests", "pages", "retries", "rate_limited", "server_errors", "timeouts",
                               "concurrency"]}),
     ]
@@ -262,6 +263,13 @@ class SyncRunAdmin(TriggerSyncMixin, ReadOnlyRecordMixin, admin.ModelAdmin):
     @admin.display(description="success rate")
     def success(self, obj: SyncRun) -> str:
         return percentage(obj.success_rate)
+
+    @admin.display(description="warnings")
+    def warning_lines(self, obj: SyncRun) -> str:
+        """One line each (an incomplete listing, campaigns with bad fields), escaped."""
+        if not obj.warnings:
+            return "none"
+        return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in obj.warnings))
 
     @admin.display(description="campaigns asked for")
     def campaign_filter_summary(self, obj: SyncRun) -> str:
@@ -326,18 +334,35 @@ class CappedCountPaginator(Paginator):
         return self.count > self.CAP
 
 
+class HasWarningsFilter(admin.SimpleListFilter):
+    """Attempts whose campaign came with bad fields (stored empty), or not."""
+
+    title, parameter_name = "warnings", "has_warnings"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "with warnings"), ("no", "without")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(warnings="")
+        if self.value() == "no":
+            return queryset.filter(warnings="")
+        return queryset
+
+
 @admin.register(SyncAttempt)
 class SyncAttemptAdmin(ReadOnlyRecordMixin, admin.ModelAdmin):
     list_display = ["id", "run_link", "platform_id_short", "status_badge", "error_category", "http_status", "tries",
-                    "latency_ms", "finished_at", "message_short"]
-    list_filter = ["status", "error_category"]
+                    "latency_ms", "finished_at", "message_short", "warnings_short"]
+    list_filter = ["status", "error_category", HasWarningsFilter]
     # Only columns of the attempt row itself: no join, whatever the filter.
     list_select_related = False
     ordering = ["-id"]
     paginator = CappedCountPaginator
     show_full_result_count = False
     fields = ["run_link", "campaign_link", "platform_id", "status_badge", "error_category", "http_status", "message",
-              "tries", "latency_ms", "created_at", "started_at", "finished_at", "claimed_by", "lease_expires_at"]
+              "warnings", "tries", "latency_ms", "created_at", "started_at", "finished_at", "claimed_by",
+              "lease_expires_at"]
     readonly_fields = fields
 
     @admin.display(description="run", ordering="run_id")
@@ -363,3 +388,7 @@ class SyncAttemptAdmin(ReadOnlyRecordMixin, admin.ModelAdmin):
     @admin.display(description="message")
     def message_short(self, obj: SyncAttempt) -> str:
         return short_name(obj.message, 80)
+
+    @admin.display(description="warnings")
+    def warnings_short(self, obj: SyncAttempt) -> str:
+        return short_name(obj.warnings, 80)

@@ -194,6 +194,7 @@ def account_display(status: selectors.AccountStatus) -> dict:
         "p50": milliseconds(health.p50_ms), "p95": milliseconds(health.p95_ms),
         "rate_limited": str(run.rate_limited), "server_errors": str(run.server_errors),
         "timeouts": str(run.timeouts), "retries": str(run.retries), "requests": str(run.requests),
+        "warnings": "\n".join(run.warnings),
     }
 
 
@@ -205,7 +206,7 @@ def run_json(run: SyncRun) -> dict:
         "created_at": _iso(run.created_at), "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
         "duration_seconds": seconds, "listed": run.campaigns_listed, "synced": run.campaigns_synced,
         "failed": run.campaigns_failed, "done": run.campaigns_done, "success_rate": run.success_rate,
-        "url": run_admin_url(run),
+        "unlisted": run.campaigns_unlisted, "warnings": run.warnings, "url": run_admin_url(run),
     }
 
 

@@ -2,9 +2,9 @@
 
 One pooled `requests.Session`, connect and read timeouts on every call, a
 token cached until shortly before it expires and fetched again once on a
-401, pagination that never reads past `total`, and retries (tenacity:
-exponential backoff with full jitter, or the wait the platform asks for)
-on 429, 5xx, timeouts, resets and malformed bodies. Every `/api/*` call,
+401, pages read by the contract's stop rules (syncer/pages.py), and
+retries (tenacity: exponential backoff with full jitter, or the wait the
+platform asks for) on 429, 5xx, timeouts, resets and malformed bodies. Every `/api/*` call,
 retries included, first takes a token from the account's rate limiter.
 
 It knows nothing of Django models: callers pass settings in and get plain
@@ -29,12 +29,13 @@ from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
 from syncer.logs import register_secret
+from syncer.pages import Page, read_page
 
 log = logging.getLogger(__name__)
 
 TIMEOUT, RATE_LIMITED, SERVER_ERROR = "timeout", "rate_limited", "server_error"
 AUTH, CLIENT_ERROR, NETWORK, BAD_RESPONSE = "auth", "client_error", "network", "bad_response"
-MAX_PAGES = 100_000  # a platform that never stops saying has_more still ends
+MAX_PAGES = 10_000  # a platform that never stops saying has_more still ends (SYNC_MAX_PAGES sets a listing's)
 MAX_INTEGER_DIGITS = 30  # longer JSON integers are kept as text: no count or budget is that long
 
 
@@ -109,15 +110,6 @@ class ClientSettings:
     pool_size: int = 10
 
 
-@dataclass
-class Page:
-    number: int
-    rows: list[Any]
-    first_row_offset: int
-    total: int | None
-    has_more: bool
-
-
 class PlatformClient:
     def __init__(self, settings: ClientSettings, limiter: Limiter | None = None) -> None:
         self.settings = settings
@@ -147,17 +139,19 @@ class PlatformClient:
 
     # --- public calls -------------------------------------------------------
 
-    def iter_pages(self, *, page_size: int, stats: CallStats) -> Iterator[Page]:
-        """Yield every page of campaigns; stop at `has_more` false or at `total`."""
-        offset = 0
-        for number in range(1, MAX_PAGES + 1):
+    def iter_pages(self, *, page_size: int, stats: CallStats, max_pages: int = MAX_PAGES) -> Iterator[Page]:
+        """Yield the pages of campaigns until one `is_last`, or `max_pages` of them (the last yielded then is not)."""
+        for number in range(1, max_pages + 1):
             body = self._call("GET", "/api/campaigns", stats=stats, params={"page": number, "limit": page_size})
-            page = _read_page(body, number, offset, page_size)
+            try:
+                page = read_page(body, number, page_size)
+            except ValueError as error:
+                raise PlatformError(BAD_RESPONSE, str(error)) from None
             stats.pages += 1
-            offset += len(page.rows)
             yield page
-            if not page.has_more or (page.total is not None and offset >= page.total):
+            if page.is_last:
                 return
+        log.warning("the campaign list still says there is more after %s pages: stopped at the page cap", max_pages)
 
     def sync_campaign(self, platform_id: str, *, stats: CallStats) -> None:
         """Ask the platform to sync one campaign; raise PlatformError unless it confirms."""
@@ -412,22 +406,3 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
         return float(value)
     return None
-
-
-def _read_page(body: dict, number: int, offset: int, page_size: int) -> Page:
-    """Check a list body's shape; rows past `total` are dropped, they are not real campaigns."""
-    rows = body.get("data")
-    if not isinstance(rows, list):
-        raise PlatformError(BAD_RESPONSE, f"page {number} of the campaign list has no 'data' list")
-    pagination = body.get("pagination")
-    if not isinstance(pagination, dict):
-        # No pagination block: a short or empty page is the last one.
-        log.warning("page %s of the campaign list has no pagination; reading on until a short page", number)
-        return Page(number, rows, offset, None, has_more=len(rows) >= page_size and bool(rows))
-    total = pagination.get("total")
-    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
-        total = None
-    if total is not None:
-        rows = rows[: max(0, total - offset)]
-    has_more = pagination.get("has_more") is True and bool(rows)
-    return Page(number, rows, offset, total, has_more)

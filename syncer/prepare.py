@@ -1,20 +1,21 @@
-"""The first step of a run: list every campaign, store it, queue one attempt each."""
+"""The first step of a run: list every campaign (syncer/listing.py), store it, queue one attempt each."""
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from itertools import islice
 
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from campaigns.models import AttemptStatus, Campaign, SyncAttempt, SyncRun, SyncStatus
+from campaigns.models import AttemptStatus, Campaign, RunStatus, SyncAttempt, SyncRun, SyncStatus
 from syncer import sql
-from syncer.client import BAD_RESPONSE, CLIENT_ERROR, CallStats, Page, PlatformClient
-from syncer.listings_first import listing_in_flight
-from syncer.rows import BadRow, CampaignRow, parse_row, row_id
+from syncer.client import BAD_RESPONSE, CLIENT_ERROR, CallStats, PlatformClient
+from syncer.connections import connection_release
+from syncer.listing import Listing, listing_read
+from syncer.rows import CampaignRow
 
 log = logging.getLogger(__name__)
 
@@ -22,45 +23,21 @@ MESSAGE_LENGTH = 500
 BATCH_SIZE = 500
 
 
-@dataclass
-class Listing:
-    """What the platform listed, sorted into good rows and bad ones."""
-
-    good: dict[str, CampaignRow] = field(default_factory=dict)
-    bad: dict[str, str] = field(default_factory=dict)  # platform id or row position -> reason
-    duplicates: int = 0
-
-    def add_page(self, page: Page) -> None:
-        for index, raw in enumerate(page.rows):
-            self.add_row(raw, where=f"page {page.number} row {index + 1}")
-
-    def add_row(self, raw: object, *, where: str) -> None:
-        platform_id = row_id(raw)
-        if platform_id is not None and (platform_id in self.good or platform_id in self.bad):
-            self.duplicates += 1  # listed twice (pages shifted under us): one attempt is enough
-            return
-        try:
-            row = parse_row(raw)
-        except BadRow as error:
-            key = platform_id or f"(bad row: {where})"
-            self.bad[key] = f"bad row at {where}: {error}"[:MESSAGE_LENGTH]
-            log.warning("bad row at %s (%s): %s", where, platform_id or "no usable id", error)
-            return
-        self.good[row.platform_id] = row
+def listing_fetch(*, run: SyncRun, client: PlatformClient, page_size: int, stats: CallStats) -> Listing:
+    """The run's listing (syncer/listing.py); it stops early once the run is no longer running."""
+    return listing_read(client=client, page_size=page_size, stats=stats, max_pages=settings.SYNC["MAX_PAGES"],
+                        keep_going=lambda: _still_running(run.pk), wanted=_wanted(run))
 
 
-def listing_fetch(*, client: PlatformClient, page_size: int, stats: CallStats) -> Listing:
-    listing = Listing()
-    pages = client.iter_pages(page_size=page_size, stats=stats)
-    with listing_in_flight():  # the first page is the run's first call (syncer/listings_first.py)
-        page = next(pages, None)
-    while page is not None:
-        listing.add_page(page)
-        log.info("listed page %s: %s rows (total %s)", page.number, len(page.rows), page.total)
-        page = next(pages, None)
-    if listing.duplicates:
-        log.warning("%s campaigns were listed more than once; each is synced once", listing.duplicates)
-    return listing
+def _still_running(run_id: int) -> bool:
+    """Asked between pages: a run cancelled meanwhile lists no further."""
+    try:
+        return SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).exists()
+    except DatabaseError:
+        connection.close()
+        return True  # cannot tell now: attempts_queue asks again in the transaction that queues
+    finally:
+        connection_release()  # the listing waits on the platform, not the database
 
 
 def campaigns_upsert(*, account_id: int, rows: list[CampaignRow]) -> dict[str, int]:
@@ -97,27 +74,62 @@ def _all_ids(account_id: int) -> dict[str, int]:
 
 
 def attempts_queue(*, run: SyncRun, listing: Listing) -> int:
-    """Create the run's attempts once (a second delivery of the same step adds nothing); how many wait to sync."""
-    wanted = set(run.campaign_filter) if run.campaign_filter else None
+    """Store the listed campaigns; create the run's attempts once, only while it runs; how many wait to sync.
+
+    A second delivery of the same step adds nothing. The run's status is
+    read in the transaction that inserts the attempts (the row locked on
+    PostgreSQL; on SQLite the IMMEDIATE transaction holds other writers
+    off), so a cancel either comes first and nothing is queued, or comes
+    after and cancels what was: a run that has ended keeps no open attempt.
+    """
+    wanted = _wanted(run)
     good = [row for row in listing.good.values() if wanted is None or row.platform_id in wanted]
     ids = campaigns_upsert(account_id=run.account_id, rows=good)
     attempts = _attempts(run, listing, good, wanted, ids, sql.db_time(timezone.now()))
     with transaction.atomic():
+        current = SyncRun.objects.select_for_update().filter(pk=run.pk).values("status", "warnings").first()
+        if current is None or current["status"] != RunStatus.RUNNING:
+            return 0
         for batch in batches(attempts):
             sql.insert(SyncAttempt, batch, on_conflict="DO NOTHING")
         _mark_failed_campaigns(run)
         counts = _attempt_counts(run.pk)
         SyncRun.objects.filter(pk=run.pk, prepared_at__isnull=True).update(
             prepared_at=timezone.now(), campaigns_listed=counts["listed"], campaigns_failed=counts["failed"],
+            **_listing_outcome(listing, good, wanted, current["warnings"]),
         )
     return counts["listed"] - counts["failed"]
+
+
+def _listing_outcome(listing: Listing, good: list[CampaignRow], wanted: set[str] | None, warnings: list) -> dict:
+    """The run's campaigns_unlisted and its warnings, each one line.
+
+    A run for some campaigns only is judged by them: one asked for and not
+    listed fails on its own attempt, so the rest of the listing does not count.
+    """
+    lines = []
+    incomplete = listing.incomplete_warning() if wanted is None else None
+    if incomplete:
+        lines.append(incomplete)
+    with_bad_fields = sum(1 for row in good if row.warnings)
+    if with_bad_fields:
+        campaigns = f"{with_bad_fields} campaign{'s' if with_bad_fields != 1 else ''}"
+        lines.append(f"{campaigns} listed with bad fields, stored empty and synced: the attempts' warnings say "
+                     "which fields and why")
+    for line in lines:
+        log.warning("%s", line)
+    return {"campaigns_unlisted": listing.unlisted if wanted is None else 0, "warnings": [*(warnings or []), *lines]}
+
+
+def _wanted(run: SyncRun) -> set[str] | None:
+    return set(run.campaign_filter) if run.campaign_filter else None
 
 
 def _attempts(run: SyncRun, listing: Listing, good: list[CampaignRow], wanted: set[str] | None,
               ids: dict[str, int], now) -> Iterator[dict]:
     """One attempt per good row; failed ones for bad rows and for asked-for campaigns no longer listed."""
     for row in good:
-        yield _attempt(run, ids.get(row.platform_id), row.platform_id, now)
+        yield _attempt(run, ids.get(row.platform_id), row.platform_id, now, warnings=row.warnings_text())
     for key, reason in listing.bad.items():
         if wanted is None or key in wanted:
             yield _failed(run, key, ids.get(key), BAD_RESPONSE, reason, now)

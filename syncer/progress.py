@@ -139,4 +139,5 @@ def summary_lines(run: SyncRun) -> list[str]:
     ]
     if run.error_message:
         lines.append(f"  stopped: {run.error_message}")
+    lines.extend(f"  warning: {line}" for line in run.warnings)
     return lines

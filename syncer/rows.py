@@ -1,29 +1,46 @@
-"""Turn one listed row into campaign fields, or say clearly why it is bad.
+"""Turn one listed row into campaign fields; a field that came bad is stored empty and named in a warning.
 
 Hostile but meaningful values are kept as data: unicode, emoji, SQL or HTML
 in a name, long names, negative numbers, numbers sent as strings, nulls.
-A row is bad when it cannot be stored truthfully: not an object, no usable
-id or name, a field missing, a value of the wrong kind or out of range.
+Only a row that is not an object or has no usable id is bad (`BadRow`):
+nothing can be stored under it. Any other field that cannot be stored as
+sent (missing, empty, of the wrong kind, out of range, holding a NUL or a
+lone surrogate, a time outside CREATED_AT_RANGE) is stored empty (None, or
+"" for the text columns that take no null) and the row carries a warning
+naming the field and why; the campaign is stored and synced like any
+other. A warning never quotes the value: it may be what a log line, a page
+or the database cannot hold.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from django.utils.dateparse import parse_datetime
-from django.utils.timezone import is_naive, make_aware
 
 MAX_ID_LENGTH = 255
 MAX_NAME_LENGTH = 20_000
 MAX_STATUS_LENGTH = 50
 MAX_BIGINT = 2**63 - 1
 MAX_BUDGET = Decimal("1e18")
-REQUIRED_FIELDS = ("id", "name", "status", "budget", "impressions", "clicks", "conversions", "created_at")
+# A number written with more characters than this is out of range whatever it says. (The client hands
+# JSON integers of more than 30 digits over as their digit string: Python cannot parse 5,000 of them.)
+MAX_NUMBER_TEXT = 64
+MAX_TIME_TEXT = 64
+# A campaign created before 1970 or after 2099 is a bad value, not a date: no ad platform predates the
+# epoch, and year 1 or 9999 with an offset does not even fit a datetime once turned into UTC.
+CREATED_AT_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+MAX_WARNINGS_LENGTH = 1000
 
 
 class BadRow(ValueError):
-    """A row that cannot be stored; the message says which field and why."""
+    """A row that cannot be stored at all (not an object, no usable id); the message says why."""
+
+
+class BadField(ValueError):
+    """A field that cannot be stored as sent; the message says why, never what the value was."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ class CampaignRow:
     clicks: int | None
     conversions: int | None
     created_at: datetime | None
+    warnings: tuple[str, ...] = ()  # "field: why" for each field stored empty
 
     def as_fields(self) -> dict:
         return {
@@ -44,95 +62,153 @@ class CampaignRow:
             "platform_created_at": self.created_at,
         }
 
+    def warnings_text(self) -> str:
+        """One line for the attempt: "name: empty; clicks: not a whole number", capped."""
+        text = "; ".join(self.warnings)
+        return text if len(text) <= MAX_WARNINGS_LENGTH else text[: MAX_WARNINGS_LENGTH - 3] + "..."
+
 
 def row_id(raw: object) -> str | None:
-    """The row's platform id if it has a usable one (even when the rest is bad)."""
-    if isinstance(raw, dict):
-        try:
-            return _text(raw, "id", MAX_ID_LENGTH, required=True)
-        except BadRow:
-            return None
-    return None
+    """The row's platform id if it has a usable one (whatever the rest holds)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return _id(raw.get("id"))
+    except BadField:
+        return None
 
 
 def parse_row(raw: object) -> CampaignRow:
     if not isinstance(raw, dict):
-        raise BadRow(f"row is a {type(raw).__name__}, not an object")
-    missing = [name for name in REQUIRED_FIELDS if name not in raw]
-    if missing:
-        raise BadRow(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    return CampaignRow(
-        platform_id=_text(raw, "id", MAX_ID_LENGTH, required=True),
-        name=_text(raw, "name", MAX_NAME_LENGTH, required=True),
-        status=_text(raw, "status", MAX_STATUS_LENGTH) or "",
-        budget=_budget(raw.get("budget")),
-        impressions=_count(raw, "impressions"),
-        clicks=_count(raw, "clicks"),
-        conversions=_count(raw, "conversions"),
-        created_at=_timestamp(raw.get("created_at")),
-    )
+        raise BadRow(f"row is {_kind(raw)}, not an object")
+    try:
+        platform_id = _id(raw.get("id"))
+    except BadField as error:
+        raise BadRow(f"id: {error}") from None
+    values, warnings = {}, []
+    for name, (parse, empty) in _FIELDS.items():
+        try:
+            if name not in raw:
+                raise BadField("missing")
+            values[name] = parse(raw[name])
+        except BadField as error:
+            values[name] = empty
+            warnings.append(f"{name}: {error}")
+    return CampaignRow(platform_id=platform_id, **values, warnings=tuple(warnings))
 
 
-def _text(raw: dict, name: str, max_length: int, *, required: bool = False) -> str | None:
-    value = raw.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise BadRow(f"{name} is {_kind(value)}, expected text")
+# --- one field each ------------------------------------------------------------------------------
+
+def _text(value: object, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise BadField(f"{_kind(value)}, expected text")
     if len(value) > max_length:
-        raise BadRow(f"{name} is {len(value)} characters long, more than {max_length}")
+        raise BadField(f"{len(value)} characters long, more than {max_length}")
     if "\x00" in value:
-        raise BadRow(f"{name} contains a NUL character")
+        raise BadField("holds a NUL character")
+    if _has_lone_surrogate(value):
+        raise BadField("holds a lone surrogate (not valid Unicode)")
     return value
 
 
-def _number(value: object, name: str) -> Decimal | None:
+def _id(value: object) -> str:
+    if value is None:
+        raise BadField("missing")
+    text = _text(value, MAX_ID_LENGTH)
+    if not text.strip():
+        raise BadField("empty")
+    return text
+
+
+def _name(value: object) -> str:
+    text = _text(value, MAX_NAME_LENGTH)
+    if not text.strip():
+        raise BadField("empty")
+    return text
+
+
+def _status(value: object) -> str:
+    return "" if value is None else _text(value, MAX_STATUS_LENGTH)
+
+
+def _number(value: object) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise BadRow(f"{name} is {_kind(value)}, expected a number")
+        raise BadField(f"{_kind(value)}, expected a number")
+    if isinstance(value, str) and len(value.strip()) > MAX_NUMBER_TEXT:
+        raise BadField(f"a number of {len(value.strip())} characters, out of range")
     try:
         number = Decimal(str(value).strip())
     except InvalidOperation:
-        raise BadRow(f"{name} is {_kind(value)}, expected a number") from None
+        raise BadField(f"{_kind(value)}, expected a number") from None
     if not number.is_finite():
-        raise BadRow(f"{name} is not a finite number")
+        raise BadField("not a finite number")
     return number
 
 
 def _budget(value: object) -> Decimal | None:
-    number = _number(value, "budget")
+    number = _number(value)
     if number is not None and abs(number) >= MAX_BUDGET:
-        raise BadRow("budget is out of range")
+        raise BadField(f"out of range (at most {MAX_BUDGET:.0e})")
     return None if number is None else number.quantize(Decimal("0.01"))
 
 
-def _count(raw: dict, name: str) -> int | None:
-    number = _number(raw.get(name), name)
+def _count(value: object) -> int | None:
+    number = _number(value)
     if number is None:
         return None
     if number != number.to_integral_value():
-        raise BadRow(f"{name} is not a whole number")
+        raise BadField("not a whole number")
     if abs(number) > MAX_BIGINT:
-        raise BadRow(f"{name} is out of range")
+        raise BadField("out of range (more than a 64-bit integer)")
     return int(number)
 
 
-def _timestamp(value: object) -> datetime | None:
+def _created_at(value: object) -> datetime | None:
+    """A time in UTC inside CREATED_AT_RANGE; a naive one is taken as UTC."""
     if value is None:
         return None
+    if not isinstance(value, str) or len(value) > MAX_TIME_TEXT:
+        raise BadField(f"{_kind(value)}, expected an ISO 8601 time")
     try:
-        parsed = parse_datetime(value) if isinstance(value, str) else None
-    except ValueError:  # well formed but impossible, like month 13
+        parsed = parse_datetime(value)
+    except ValueError:  # well formed but impossible, like month 13 or an offset of 99 hours
         parsed = None
     if parsed is None:
-        raise BadRow(f"created_at is {_kind(value)}, expected an ISO 8601 time")
-    return make_aware(parsed, UTC) if is_naive(parsed) else parsed
+        raise BadField(f"{_kind(value)}, not an ISO 8601 time")
+    try:
+        moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset is before year 1 in UTC
+        raise BadField("outside the years a time can hold once turned into UTC") from None
+    low, high = CREATED_AT_RANGE
+    if not low <= moment < high:
+        raise BadField(f"before {low.year} or after {high.year - 1}, not a campaign's creation time")
+    return moment
+
+
+_FIELDS: dict[str, tuple[Callable[[object], object], object]] = {  # field -> (parser, what a bad one is stored as)
+    "name": (_name, ""), "status": (_status, ""), "budget": (_budget, None), "impressions": (_count, None),
+    "clicks": (_count, None), "conversions": (_count, None), "created_at": (_created_at, None),
+}
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    # JSON pairs surrogates into one character; one left alone cannot be encoded, stored or logged.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _kind(value: object) -> str:
     if value is None:
-        return "missing"
+        return "null"
     if isinstance(value, str):
-        return "an empty string" if not value.strip() else "a string that does not fit"
-    return f"a {type(value).__name__}"
+        return "empty text" if not value.strip() else "text"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {"dict": "an object", "list": "a list"}.get(type(value).__name__, f"a {type(value).__name__}")

@@ -196,7 +196,7 @@ def _run_prepare(*, run_id: int) -> bool:
         stats = CallStats()
         try:
             with heartbeat(run_id=run_id, beat_now=run.heartbeat_at != now):  # starting it was a beat
-                listing = listing_fetch(client=client_for(run.account, pool_size=run.concurrency),
+                listing = listing_fetch(run=run, client=client_for(run.account, pool_size=run.concurrency),
                                         page_size=settings.SYNC["PAGE_SIZE"], stats=stats)
                 listings_first.listings_wait()  # let this process's other runs make their first calls
         except PlatformError as error:
@@ -256,13 +256,17 @@ def run_execute(*, run_id: int, threads: int | None = None) -> SyncRun:
 
 
 def run_finish_if_done(*, run_id: int) -> bool:
-    """End the run once no attempt is pending or running; exactly one caller wins."""
+    """End the run once no attempt is pending or running; exactly one caller wins.
+
+    A run whose listing missed campaigns (campaigns_unlisted) never ends
+    succeeded: partial, or failed when nothing synced.
+    """
     if drain.unfinished_attempts(run_id).exists():
         return False
     run = SyncRun.objects.get(pk=run_id)
     if run.status != RunStatus.RUNNING or not run.prepared_at:
         return False
-    if run.campaigns_failed == 0:
+    if run.campaigns_failed == 0 and run.campaigns_unlisted == 0:
         status = RunStatus.SUCCEEDED
     else:
         status = RunStatus.PARTIAL if run.campaigns_synced else RunStatus.FAILED

@@ -43,7 +43,9 @@ Decisions the contract leaves open
   after page 1 was read: pages >= 2 are shifted back one position (page 2
   starts with the last row of page 1) and report ``total`` + 1, so the last
   campaign moves onto the next page and is still inside ``total``: a client
-  that follows total/has_more and ignores repeats loses nothing.
+  that follows total/has_more and ignores repeats loses nothing, but no
+  listing finds the ``total`` + 1 it reports, so by the contract the listing
+  is incomplete.
 * ``overlap_pages``: each page after the first starts with the previous
   page's last row and ``total`` stays put, so the pages up to
   ``page * limit >= total`` hold fewer distinct campaigns than ``total``.
@@ -77,7 +79,7 @@ from syncer.fake_platform.config import (
     FakePlatformConfig,
     parse_rate_limit,
 )
-from syncer.fake_platform.data import BAD_FIELD_KINDS, BAD_ROW_KINDS, HOSTILE_KINDS
+from syncer.fake_platform.data import BAD_FIELD_KINDS, BAD_ROW_KINDS, HOSTILE_KINDS, UNUSABLE_ID_KINDS
 from syncer.fake_platform.handlers import FAKE_SECRET
 from syncer.fake_platform.server import FakePlatform
 
@@ -91,6 +93,7 @@ __all__ = [
     "MALFORMED_LIST_MODES",
     "PRESETS",
     "RETRY_AFTER_MODES",
+    "UNUSABLE_ID_KINDS",
     "FakePlatform",
     "FakePlatformConfig",
     "parse_rate_limit",

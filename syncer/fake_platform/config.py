@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from syncer.budget import parse_budget
 
 RETRY_AFTER_MODES = ("header", "body", "both", "neither")
-MALFORMED_LIST_MODES = ("truncated_json", "data_not_list", "no_pagination", "html")
+MALFORMED_LIST_MODES = ("truncated_json", "data_not_list", "no_pagination", "no_total", "html")
 DOWN_MODES = ("reset", "503", "hang")
 
 
@@ -79,7 +79,8 @@ KNOB_HELP = {
     "bad_field_rate": "share of campaigns served with one bad field (empty name, lone surrogate, year-1 date, "
                       "a 5,000-digit integer, ...) in an otherwise good row",
     "oversized_list_mb": "list answers carry this many MB of padding (0 = off)",
-    "malformed_list": "every list call answers malformed: truncated_json | data_not_list | no_pagination | html",
+    "malformed_list": "every list call answers malformed: truncated_json | data_not_list | no_pagination | "
+                      "no_total (pagination without a total) | html",
     "token_revoke_every": "every K-th authenticated /api/* call revokes the token it used (0 = off)",
     "token_fail_rate": "share of /auth/token calls answering 503",
     "revoke_on_issue": "issuing a token ends the previous tokens of the same credentials",

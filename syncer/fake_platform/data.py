@@ -8,14 +8,18 @@ Bad rows vs hostile values
 ``bad_row_rate``: campaign i (``Random(f"{seed}:bad:{i}")``) is FOLLOWED by an
 EXTRA malformed row, counted in ``pagination.total`` like any item (the data
 set holds N campaigns + the bad rows); real campaigns are never replaced, so
-every good campaign stays listable and syncable. Bad rows are rows a client must REJECT
-(record an error, keep going). Kinds, cycling: ``missing_id`` (no "id"),
+every good campaign stays listable and syncable. Kinds, cycling: ``missing_id`` (no "id"),
 ``int_id`` (id is a number), ``empty_id`` (id ""), ``not_object`` (the row is
 a string, null, list or number), ``null_name`` (name null), ``missing_fields``
 (only an id), ``wrong_types`` (name a list, status a number, budget "lots",
 impressions an object), ``bad_values`` (created_at "yesterday", clicks 12.5,
-impressions true). Rows with a string id use ids ``bad_<i>_<kind>`` that are
-never real (sync: 404).
+impressions true), ``long_id`` (an id of over 300 characters), ``nul_id`` (a NUL
+in the id), ``surrogate_id`` (a lone UTF-16 surrogate in the id). The kinds in
+``UNUSABLE_ID_KINDS`` have no usable id: a client must REJECT them (record an
+error, keep going). The others (``null_name``, ``missing_fields``,
+``wrong_types``, ``bad_values``) carry a string id ``bad_<i>_<kind>``: a
+client stores them with their bad fields empty and a warning, like a row
+with bad fields (below), and their sync answers 404 (the id is never real).
 
 ``hostile_values=True``: every 5th campaign (i % 5 == 0) is served with a
 HOSTILE BUT VALID value; these are real campaigns a robust client must STORE
@@ -56,7 +60,8 @@ _NOUN = ("Sale", "Awareness", "Promo", "Push", "Boost", "Drive", "Blitz", "Funne
 HOSTILE_KINDS = ("emoji", "sql", "html", "long_name", "numeric_strings", "huge_numbers", "negative_numbers",
                  "extra_fields", "whitespace")
 BAD_ROW_KINDS = ("missing_id", "int_id", "empty_id", "not_object", "null_name", "missing_fields", "wrong_types",
-                 "bad_values")
+                 "bad_values", "long_id", "nul_id", "surrogate_id")
+UNUSABLE_ID_KINDS = ("missing_id", "int_id", "empty_id", "not_object", "long_id", "nul_id", "surrogate_id")
 # (field, kind) in the order campaigns with a bad field get them.
 BAD_FIELD_KINDS = (("name", "empty_name"), ("name", "name_not_text"), ("name", "surrogate_name"),
                    ("created_at", "year_one_created_at"), ("created_at", "unparsable_created_at"),
@@ -131,6 +136,12 @@ def bad_row(seed, i, kind):
         return {"id": base["id"]}
     if kind == "wrong_types":
         return dict(base, name=["not", "a", "string"], status=7, budget="lots", impressions={"n": 1})
+    if kind == "long_id":
+        return dict(base, id=f"bad_{i}_long_id_" + "x" * 300)
+    if kind == "nul_id":
+        return dict(base, id=f"bad_{i}_nul\x00id")
+    if kind == "surrogate_id":
+        return dict(base, id=f"bad_{i}_surrogate_\ud800")
     return dict(base, created_at="yesterday", clicks=12.5, impressions=True)  # bad_values
 
 

@@ -233,6 +233,8 @@ class Handlers:
             body["data"] = {"items": data}
         elif mode == "no_pagination":
             del body["pagination"]
+        elif mode == "no_total":
+            del body["pagination"]["total"]
         # A huge integer cannot go through json.dumps (nor int()): it is written into the text as digits.
         text = json.dumps(body).replace(f'"{HUGE_INTEGER_PLACEHOLDER}"', "9" * HUGE_INTEGER_DIGITS)
         return web.Response(text=text, content_type="application/json")

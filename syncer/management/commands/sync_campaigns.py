@@ -141,5 +141,7 @@ def exit_code(run: SyncRun) -> int:
 def _failure_line(run: SyncRun, code: int) -> str:
     if code == EXIT_FATAL:
         return f"run #{run.pk} failed: {run.error_message}"
+    if run.campaigns_unlisted and not run.campaigns_failed:
+        return f"run #{run.pk} {run.status}: the platform's listing was incomplete (see the warning above)"
     return (f"run #{run.pk} {run.status}: {run.campaigns_failed} of {run.campaigns_listed} campaigns failed; "
             f"retry them with: manage.py sync_campaigns --retry-failed {run.pk}")
