@@ -231,6 +231,9 @@ def test_duplicate_across_pages_shifts_pages_and_total_without_losing_any(make_p
     assert [body["pagination"]["has_more"] for body in bodies] == [True, True, True, False]
     assert pages[3] == ["campaign_30"] and all(len(ids) <= 10 for ids in pages)
     assert {platform_id for page in pages for platform_id in page} == {f"campaign_{i}" for i in range(1, 31)}
+    again = list_page(session, platform, page=1).json()["data"]
+    assert again[0]["id"] == "campaign_31", "the inserted campaign is real: a later listing finds it at the front"
+    assert sync(session, platform, "campaign_31").status_code == 200 and platform.campaign_ids()[-1] == "campaign_31"
 
 
 def test_overlap_pages_repeat_the_last_row_and_keep_total_so_the_tail_lies_past_page_times_limit(make_platform):

@@ -39,13 +39,12 @@ Decisions the contract leaves open
   filled with phantom rows ``campaign_{N+k}`` (sync: 404), forever.
 * ``total_drift``: added to ``pagination.total`` on pages >= 2 (has_more stays
   truthful about the real data unless it lies too).
-* ``duplicate_across_pages``: as if a campaign were inserted at the front
-  after page 1 was read: pages >= 2 are shifted back one position (page 2
-  starts with the last row of page 1) and report ``total`` + 1, so the last
-  campaign moves onto the next page and is still inside ``total``: a client
-  that follows total/has_more and ignores repeats loses nothing, but no
-  listing finds the ``total`` + 1 it reports, so by the contract the listing
-  is incomplete.
+* ``duplicate_across_pages``: once page 1 is first served, a new campaign
+  (``campaign_{N+1}``, real: it syncs) is inserted at the front, so later
+  pages shift back one row (page 2 starts with the last row of page 1) and
+  ``total`` grows by one: a client that follows total/has_more and counts
+  distinct ids finds the newcomer when it lists again. Changing the knob
+  takes it out again.
 * ``overlap_pages``: each page after the first starts with the previous
   page's last row and ``total`` stays put, so the pages up to
   ``page * limit >= total`` hold fewer distinct campaigns than ``total``.

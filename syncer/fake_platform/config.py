@@ -71,7 +71,8 @@ KNOB_HELP = {
     "hostile_values": "serve hostile but valid values (emoji/SQL/HTML/10kB names, numeric strings, huge numbers)",
     "has_more_lies": "has_more stays true past total, phantom items are served past total",
     "total_drift": "added to pagination.total on pages >= 2",
-    "duplicate_across_pages": "pages >= 2 shift back one row (page 2 repeats page 1's last row), total + 1",
+    "duplicate_across_pages": "once page 1 is served a new campaign is inserted at the front: later pages shift back "
+                              "one row (page 2 repeats page 1's last row) and total grows by one",
     "overlap_pages": "every page after the first starts with the previous page's last row; total unchanged, so a "
                      "client stopping at page * limit >= total misses the tail",
     "delete_between_pages": "once page K is first served, the first live campaign is deleted (unlisted, sync 404): "

@@ -207,22 +207,26 @@ class Handlers:
             self._list_ticks += 1
             tick = self._list_ticks
         with self._lock:
-            deleted = frozenset(self._deleted_live)
+            deleted, inserted = frozenset(self._deleted_live), self._inserted
         seq = listing_sequence(cfg.seed, cfg.campaigns, cfg.bad_row_rate, deleted)
-        size, shift = len(seq), 1 if cfg.duplicate_across_pages and page >= 2 else 0
+        if inserted:  # ``duplicate_across_pages``: the campaign inserted at the front after page 1 was read
+            seq = (("campaign", cfg.campaigns + 1), *seq)
+        size = len(seq)
         step = limit - 1 if cfg.overlap_pages and limit > 1 else limit  # overlapping pages share one row
-        first = (page - 1) * step + 1 - shift  # 1-based positions in seq
+        first = (page - 1) * step + 1  # 1-based positions in seq
         last = first + limit - 1
         positions = range(first, last + 1 if cfg.has_more_lies else min(last, size) + 1)
-        entries = [seq[pos - 1] if pos <= size else ("phantom", cfg.campaigns + pos - size) for pos in positions]
+        phantom_base = cfg.campaigns + int(inserted) - size  # phantoms are numbered past every real campaign
+        entries = [seq[pos - 1] if pos <= size else ("phantom", phantom_base + pos) for pos in positions]
         with self._lock:  # guards self._rng and the counters; <= max_page_size rows is quick
             data = [self._row(cfg, entry, tick) for entry in entries]
-        total = size + shift + (cfg.total_drift if page >= 2 else 0)
+        total = size + (cfg.total_drift if page >= 2 else 0)
         has_more = True if cfg.has_more_lies else last < size
         body = {"data": data, "pagination": {"page": page, "limit": limit, "total": total, "has_more": has_more}}
         if cfg.oversized_list_mb:
             body["padding"] = "x" * int(cfg.oversized_list_mb * 1024 * 1024)
         self._delete_after_page(cfg, page)
+        self._insert_after_page(cfg, page)
         mode = cfg.malformed_list
         if mode == "truncated_json":
             text = json.dumps(body)
@@ -238,6 +242,12 @@ class Handlers:
         # A huge integer cannot go through json.dumps (nor int()): it is written into the text as digits.
         text = json.dumps(body).replace(f'"{HUGE_INTEGER_PLACEHOLDER}"', "9" * HUGE_INTEGER_DIGITS)
         return web.Response(text=text, content_type="application/json")
+
+    def _insert_after_page(self, cfg, page):
+        """``duplicate_across_pages``: once page 1 is served, a new campaign goes in at the front (a repeat later)."""
+        if cfg.duplicate_across_pages and page == 1:
+            with self._lock:
+                self._inserted = True
 
     def _delete_after_page(self, cfg, page):
         """``delete_between_pages``: once page K is served, the first live campaign goes (a skip on later pages)."""
@@ -280,8 +290,9 @@ class Handlers:
         if not isinstance(body, dict) or body.get("campaign_id") != cid:
             return error_response(400, "Bad request", 'Body must be {"campaign_id": "<id in the URL>"}')
         match = _CAMPAIGN_ID.match(cid)
-        if not match or int(match.group(1)) > cfg.campaigns or self._is_deleted(cfg, int(match.group(1))) \
-                or int(match.group(1)) in self._deleted_live:
+        number = int(match.group(1)) if match else 0
+        real = 1 <= number <= cfg.campaigns or (self._inserted and number == cfg.campaigns + 1)
+        if not real or self._is_deleted(cfg, number) or number in self._deleted_live:
             return error_response(404, "Not found", f"Campaign {cid} not found")
         with self._lock:
             jitter = self._rng.uniform(-cfg.sync_latency_jitter, cfg.sync_latency_jitter)

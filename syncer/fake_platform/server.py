@@ -54,6 +54,7 @@ class FakePlatform(Handlers):
         self._down_gen = 0
         self._deleted_live = set()  # campaign numbers deleted while serving (``delete_between_pages``)
         self._deletion_done = False
+        self._inserted = False  # campaign N+1 inserted at the front (``duplicate_across_pages``)
         self._started = time.monotonic()
         self._thread = self._loop = self._stop_requested = self._stopping = None
         self.url = None
@@ -72,6 +73,8 @@ class FakePlatform(Handlers):
                 self._rng = random.Random(new.seed)
             if "down" in knobs:
                 self._down_gen += 1  # cancels a pending down_for
+            if "duplicate_across_pages" in knobs:
+                self._inserted = False
             if "delete_between_pages" in knobs:
                 self._deleted_live, self._deletion_done = set(), False
             self._cfg, self._limit = new, new.parsed_rate_limit
@@ -123,9 +126,11 @@ class FakePlatform(Handlers):
                 if self._is_deleted(cfg, i) or i in live_deletions]
 
     def campaign_ids(self, include_deleted=False):
-        """Ids of the real campaigns (by default only those a sync can succeed on)."""
+        """Ids of the real campaigns, one inserted while serving included (by default only those a sync can succeed
+        on)."""
         gone = set() if include_deleted else set(self.deleted_ids())
-        return [f"campaign_{i}" for i in range(1, self._cfg.campaigns + 1) if f"campaign_{i}" not in gone]
+        last = self._cfg.campaigns + int(self._inserted)
+        return [f"campaign_{i}" for i in range(1, last + 1) if f"campaign_{i}" not in gone]
 
     def max_calls_in_window(self, seconds, client_id="default"):
         with self._lock:
