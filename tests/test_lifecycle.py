@@ -114,23 +114,6 @@ def test_a_drain_thread_that_dies_fails_the_run_and_leaves_no_attempt_open(fake_
     assert sync(account).status == RunStatus.SUCCEEDED, "the account syncs again at once"
 
 
-def test_attempts_stored_after_their_run_ended_are_closed_by_the_drain_that_finds_it_ended(
-        fake_platform, account, captured_logs, monkeypatch):
-    # A cancel (Ctrl-C) while the listing runs, timed by hand: the listing stores its attempts after the stop.
-    def listing_then_cancelled(**kwargs):
-        listing = real_listing_fetch(**kwargs)
-        services.run_cancel(run_id=run.pk, who="Ctrl-C")
-        return listing
-
-    real_listing_fetch = services.listing_fetch
-    monkeypatch.setattr(services, "listing_fetch", listing_then_cancelled)
-    run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test")
-    run = services.run_execute(run_id=run.pk)
-    assert run.status == RunStatus.CANCELLED
-    check_invariants(run, fake_platform, captured_logs)
-    assert SyncAttempt.objects.filter(run=run, status=AttemptStatus.CANCELLED).count() == 100
-
-
 def test_the_command_fails_its_run_in_one_line_on_an_unexpected_error(fake_platform, account, monkeypatch):
     # Prepare and drain threads catch their own errors (above); this provokes one outside them.
     monkeypatch.setattr(services, "run_drain", raise_on_call(1, RuntimeError(PLATFORM_BODY), services.run_drain))
