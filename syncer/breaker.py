@@ -229,7 +229,10 @@ class TurnWatch:
 
     A limiter's `turn()` keeps every other thread's `acquire()` waiting until
     the holder's own `acquire()` ends the turn (syncer/limiter.py). The
-    breaker needs to know that holder: it must be the one to probe.
+    breaker needs to know that holder: it must be the one to probe. Without
+    it, a run under a rate budget wedged at its second probe, whose slot
+    waited for a turn held by a thread waiting for that probe, until
+    SYNC_MAX_OUTAGE failed the run (tests/test_outages.py, under a budget).
     """
 
     def __init__(self, limiter: Any) -> None:

@@ -137,7 +137,10 @@ class PlatformClient:
         self.breaker = Breaker(name=self.base_url, backoff_base=settings.backoff_base,
                                backoff_cap=settings.backoff_cap, max_outage=settings.max_outage, on_change=on_outage)
         self._max_body_bytes = int(settings.max_body_mb * 1024 * 1024)
-        self._reached = False  # has the platform ever answered this client?
+        # Has the platform answered one of this client's data calls with something not outage-like? Until then
+        # failures spend tries: a platform that never answered is more likely a wrong URL, or an endpoint
+        # that always fails, than an outage (and "Test connection" stays quick).
+        self._reached = False
         self.closed = False
 
     def close(self) -> None:
@@ -255,7 +258,7 @@ class PlatformClient:
             raise
         headers = {"Authorization": f"Bearer {lease.token}", "X-Client-ID": self.settings.client_id}
         try:
-            answer = self._exchange(ticket, method, path, call, headers, permit=permit, **kwargs)
+            answer = self._exchange(ticket, method, path, call, headers, permit=permit, data_call=True, **kwargs)
         except BaseException:
             self._tokens.settle(lease, refused=None)
             raise
@@ -289,14 +292,14 @@ class PlatformClient:
         return token, float(lifetime)
 
     def _exchange(self, ticket: Pass, method: str, path: str, call: _Call, headers: dict, *,
-                  permit: Permit | None = None, **kwargs: Any) -> Answer:
+                  permit: Permit | None = None, data_call: bool = False, **kwargs: Any) -> Answer:
         """One HTTP exchange, told to the breaker; Held when it failed in an outage (then no try is spent)."""
         sent_at = time.monotonic()
         try:
             answer = self._http(method, path, call, headers, permit=permit, **kwargs)
         except PlatformError as error:
-            # A platform that never answered this client is more likely a wrong URL: its failures spend tries.
             if error.category not in (TIMEOUT, NETWORK):
+                self._reached = self._reached or data_call
                 self.breaker.answered(ticket, sent_at=sent_at)
             elif self._reached and self.breaker.failed(ticket, sent_at=sent_at):
                 raise Held() from None
@@ -307,10 +310,11 @@ class PlatformClient:
             raise
         if answer.status < 500:
             call.stats.rate_limited += answer.status == 429
+            self._reached = self._reached or data_call
             self.breaker.answered(ticket, sent_at=sent_at)
             return answer
         call.stats.server_errors += 1
-        if self.breaker.failed(ticket, sent_at=sent_at):
+        if self._reached and self.breaker.failed(ticket, sent_at=sent_at):
             raise Held()
         return answer
 
@@ -324,7 +328,6 @@ class PlatformClient:
             response = self.session.request(method, self.base_url + path, headers=headers, timeout=timeout,
                                             proxies=self._proxies, stream=True, **kwargs)
             answered_at = time.time()
-            self._reached = True
             answer = read_answer(response, max_bytes=self._max_body_bytes)
         except BodyTooLarge:
             raise PlatformError(BAD_RESPONSE, f"the platform's answer is larger than the {self.settings.max_body_mb:g} "

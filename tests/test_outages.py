@@ -147,14 +147,20 @@ def test_a_call_held_through_an_outage_spends_no_tries_and_the_breaker_reports_i
     assert fake_platform.stats["calls_while_down"] <= OUTAGE_FAILURES + probes_while_down(2.0, 0.01, 4.0)
 
 
-def test_a_platform_that_never_answered_fails_fast_after_its_tries(fake_platform, make_client):
-    # Refused from the first call on: more likely a wrong URL than an outage (no breaker, no waiting).
-    fake_platform.update(down=True, down_mode="reset")
+@pytest.mark.parametrize("knobs, says", [
+    pytest.param({"down": True, "down_mode": "reset"}, "could not reach the platform", id="refused"),
+    pytest.param({"list_fail_rate": 1.0}, "HTTP 503", id="tokens-but-every-list-503"),
+])
+def test_a_platform_that_never_answered_fails_fast_after_its_tries(fake_platform, make_client, knobs, says):
+    # Failing from the first data call on: more likely a wrong URL (or an endpoint that always fails) than
+    # an outage: no holding, no waiting, and the admin's "Test connection" (a fresh client) answers at once.
+    # A token issued proves nothing of the API.
+    fake_platform.update(**knobs)
     stats = CallStats()
     with pytest.raises(PlatformError) as caught:
-        list_all(make_client(max_attempts=3, max_outage=60.0), stats=stats)
-    assert "could not reach the platform" in caught.value.message and not caught.value.fatal
-    assert stats.requests == 3
+        list_all(make_client(max_attempts=OUTAGE_FAILURES, max_outage=60.0), stats=stats)
+    assert says in caught.value.message and not caught.value.fatal
+    assert stats.retries == OUTAGE_FAILURES - 1, "its tries, then the error"
 
 
 # --- answers too large to read ------------------------------------------------------------------------
