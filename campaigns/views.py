@@ -27,6 +27,7 @@ from campaigns.templatetags.sync_display import (
     eta_text,
     milliseconds,
     percent_text,
+    platform_unavailable,
     run_progress,
     short_name,
     status_colour,
@@ -174,6 +175,7 @@ def current_run_json(status: selectors.AccountStatus) -> dict:
     run, health = status.run, status.health
     return {
         **run_json(run), "percent": status.progress_percent, "eta_seconds": status.eta_seconds,
+        "platform_unavailable_since": _iso(run.platform_unavailable_since) if run.is_active else None,
         "health": {"p50_ms": health.p50_ms, "p95_ms": health.p95_ms, "samples": health.samples,
                    "requests": run.requests, "rate_limited": run.rate_limited, "server_errors": run.server_errors,
                    "timeouts": run.timeouts, "retries": run.retries},
@@ -190,6 +192,7 @@ def account_display(status: selectors.AccountStatus) -> dict:
         **display,
         "run_id": f"#{run.pk}", "run_status": status_label(run.status), "run_colour": status_colour(run.status),
         "progress": run_progress(run), "percent": percent_text(status.progress_percent),
+        "platform_unavailable": platform_unavailable(run),
         "eta": eta_text(status), "duration": duration(run.duration),
         "p50": milliseconds(health.p50_ms), "p95": milliseconds(health.p95_ms),
         "rate_limited": str(run.rate_limited), "server_errors": str(run.server_errors),

@@ -1,18 +1,24 @@
 """Ad accounts as the sync engine sees them: the default one, and a client for each."""
 from __future__ import annotations
 
+import logging
 import threading
+from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import DatabaseError, IntegrityError
 
-from campaigns.models import AdAccount
+from campaigns.models import ACTIVE_RUN_STATUSES, AdAccount, SyncRun
 from syncer.client import ClientSettings, PlatformClient
+from syncer.connections import connection_release
 from syncer.limiter import limiter_for
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SLUG = "default"
 
-_clients: dict[tuple, PlatformClient] = {}
+# One client per account in this process, with the shape it was built for: account pk -> (shape, client).
+_clients: dict[int, tuple[tuple, PlatformClient]] = {}
 _clients_lock = threading.Lock()
 
 
@@ -62,20 +68,42 @@ def client_settings_for(account: AdAccount, *, pool_size: int | None = None) -> 
         client_id=account.client_id, connect_timeout=sync["CONNECT_TIMEOUT"], read_timeout=sync["REQUEST_TIMEOUT"],
         max_attempts=sync["MAX_ATTEMPTS"], max_wait=sync["MAX_WAIT"], backoff_base=sync["BACKOFF_BASE"],
         backoff_cap=sync["BACKOFF_CAP"], max_outage=sync["MAX_OUTAGE"], pool_size=pool_size or sync["CONCURRENCY"],
+        max_body_mb=sync["MAX_BODY_MB"],
     )
 
 
 def client_for(account: AdAccount, *, pool_size: int | None = None) -> PlatformClient:
-    """One client per account and process, so its token and connections are reused.
+    """One client per account and process, so its token, connections and outage breaker are shared.
 
-    The key holds everything that shapes the client, so an edited account
-    gets a fresh one.
+    The shape holds everything that makes the client, so an edited account
+    gets a fresh one; the one it replaces is closed (calls still in flight
+    on it end normally) and dropped.
     """
     client_settings = client_settings_for(account, pool_size=pool_size)
-    key = (account.pk, account.rate_limit, repr(client_settings), client_settings.password)
+    shape = (account.rate_limit, repr(client_settings), client_settings.password)
     with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            limiter = limiter_for(account)
-            client = _clients[key] = PlatformClient(client_settings, limiter)
-        return client
+        cached = _clients.get(account.pk)
+        if cached is not None and cached[0] == shape:
+            return cached[1]
+        limiter = limiter_for(account)
+        client = PlatformClient(client_settings, limiter,
+                                on_outage=lambda since: platform_unavailable_mark(account_id=account.pk, since=since))
+        _clients[account.pk] = (shape, client)
+    if cached is not None:
+        cached[1].close()
+    return client
+
+
+def platform_unavailable_mark(*, account_id: int, since: float | None) -> None:
+    """The account's platform is in an outage since `since` (wall time), or no longer (None): say so on its runs."""
+    runs = SyncRun.objects.filter(account_id=account_id)
+    try:
+        if since is None:
+            runs.filter(platform_unavailable_since__isnull=False).update(platform_unavailable_since=None)
+        else:
+            runs.filter(status__in=ACTIVE_RUN_STATUSES).update(
+                platform_unavailable_since=datetime.fromtimestamp(since, UTC))
+    except DatabaseError as error:  # the status page is late; the calls go on
+        log.warning("could not record the platform's availability on the runs (%s)", type(error).__name__)
+    finally:
+        connection_release()

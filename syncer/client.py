@@ -1,11 +1,14 @@
 """The only code that speaks HTTP to the ad platform.
 
-One pooled `requests.Session`, connect and read timeouts on every call, a
-token cached until shortly before it expires and fetched again once on a
-401, pages read by the contract's stop rules (syncer/pages.py), and
-retries (tenacity: exponential backoff with full jitter, or the wait the
-platform asks for) on 429, 5xx, timeouts, resets and malformed bodies. Every `/api/*` call,
-retries included, first takes a token from the account's rate limiter.
+One pooled `requests.Session`, connect and read timeouts on every call, one
+bearer token shared by the client's threads and replaced when refused
+(syncer/tokens.py), pages read by the contract's stop rules (syncer/pages.py), bodies never
+read past SYNC_MAX_BODY_MB (syncer/answers.py), retries with full-jitter
+exponential backoff (or the wait the platform asks for) on 429, 5xx,
+timeouts, resets and malformed bodies, and an outage breaker that holds all
+the client's calls while the platform is down (syncer/breaker.py). Every
+`/api/*` call, retries included, first takes a slot from the account's rate
+limiter.
 
 It knows nothing of Django models: callers pass settings in and get plain
 data or a `PlatformError` back, with a message that is safe to show.
@@ -13,30 +16,38 @@ data or a `PlatformError` back, with a message that is safe to show.
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import threading
+import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
-from syncer.logs import register_secret
+from syncer.answers import Answer, BodyTooLarge, api_body, read_answer
+from syncer.breaker import Breaker, Held, OutageTooLong, Pass, TurnWatch
+from syncer.errors import (  # noqa: F401 (re-exported: callers import them from here)
+    AUTH,
+    BAD_RESPONSE,
+    CLIENT_ERROR,
+    NETWORK,
+    RATE_LIMITED,
+    SERVER_ERROR,
+    TIMEOUT,
+    PlatformError,
+)
+from syncer.logs import forget_secret, register_secret
 from syncer.pages import Page, read_page
+from syncer.tokens import AccessWithdrawn, Lease, TokenKeeper
 
 log = logging.getLogger(__name__)
 
-TIMEOUT, RATE_LIMITED, SERVER_ERROR = "timeout", "rate_limited", "server_error"
-AUTH, CLIENT_ERROR, NETWORK, BAD_RESPONSE = "auth", "client_error", "network", "bad_response"
 MAX_PAGES = 10_000  # a platform that never stops saying has_more still ends (SYNC_MAX_PAGES sets a listing's)
-MAX_INTEGER_DIGITS = 30  # longer JSON integers are kept as text: no count or budget is that long
+MAX_REFUSALS_PER_CALL = 50  # 401s one call may meet while other calls go through: a safety net, never seen in churn
 
 
 class Permit(Protocol):
@@ -63,21 +74,6 @@ class NoLimit:
 
     def turn(self) -> AbstractContextManager[None]:
         return nullcontext()
-
-
-class PlatformError(Exception):
-    """A failed call: `category` says what kind, `message` is safe to show anyone."""
-
-    def __init__(self, category: str, message: str, *, http_status: int | None = None,
-                 retryable: bool = False, retry_after: float | None = None, fatal: bool = False) -> None:
-        super().__init__(message)
-        self.category = category
-        self.message = message
-        self.http_status = http_status
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.fatal = fatal  # no later call of this run can succeed either
-        self.at = time.monotonic()
 
 
 @dataclass
@@ -108,13 +104,16 @@ class ClientSettings:
     backoff_cap: float = 30.0
     max_outage: float = 300.0
     pool_size: int = 10
+    max_body_mb: float = 10.0
 
 
 class PlatformClient:
-    def __init__(self, settings: ClientSettings, limiter: Limiter | None = None) -> None:
+    def __init__(self, settings: ClientSettings, limiter: Limiter | None = None, *,
+                 on_outage: Callable[[float | None], None] | None = None) -> None:
+        """`on_outage` hears when an outage begins (its wall time) and when it ends (None)."""
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
-        self.limiter = limiter or NoLimit()
+        self.limiter = TurnWatch(limiter or NoLimit())
         self.session = requests.Session()
         # Proxies from the environment are read once here, not on every call (that lookup was a tenth
         # of a call's CPU); credentials never come from ~/.netrc: we send our own Authorization.
@@ -126,16 +125,25 @@ class PlatformClient:
         self._basic = base64.b64encode(f"{settings.email}:{settings.password}".encode()).decode()
         register_secret(settings.password)
         register_secret(self._basic)
-        self._token: str | None = None
-        self._token_refresh_at = 0.0
-        self._token_lock = threading.Lock()
-        self._backoff = wait_random_exponential(multiplier=settings.backoff_base, max=settings.backoff_cap)
-        self._outage_lock = threading.Lock()
-        self._platform_seen_up = time.monotonic()
-        self._reached = False  # has the platform ever answered this client?
+        self._tokens = TokenKeeper()
+        self.breaker = Breaker(name=self.base_url, backoff_base=settings.backoff_base,
+                               backoff_cap=settings.backoff_cap, max_outage=settings.max_outage, on_change=on_outage)
+        self._max_body_bytes = int(settings.max_body_mb * 1024 * 1024)
+        # Has the platform answered one of this client's data calls with something not outage-like? Until then
+        # failures spend tries: a platform that never answered is more likely a wrong URL, or an endpoint
+        # that always fails, than an outage (and "Test connection" stays quick).
+        self._reached = False
+        self.closed = False
 
     def close(self) -> None:
+        """Close the connections and forget the secrets (a replaced client: its calls in flight still end)."""
+        if self.closed:
+            return
+        self.closed = True
         self.session.close()
+        self._tokens.forget_all()
+        forget_secret(self.settings.password)
+        forget_secret(self._basic)
 
     # --- public calls -------------------------------------------------------
 
@@ -170,169 +178,157 @@ class PlatformClient:
         stats = CallStats()
         return next(self.iter_pages(page_size=1, stats=stats))
 
-    # --- retries ------------------------------------------------------------
+    # --- tries ----------------------------------------------------------------
 
     def _call(self, method: str, path: str, *, stats: CallStats,
               check: Callable[[dict], dict] | None = None, **kwargs: Any) -> dict:
+        """One logical /api call, to its end: its tries, token refreshes and waits in an outage."""
+        self._refuse_unsendable_client_id()
+        call = _Call(stats, began=time.monotonic())
+
+        def one_try() -> dict:
+            body = self._api_try(method, path, call, **kwargs)
+            return check(body) if check else body
+
         try:
-            for attempt in self._retrying():
-                with attempt:
-                    if attempt.retry_state.attempt_number > 1:
-                        stats.retries += 1
-                    body = self._call_with_token(method, path, stats, **kwargs)
-                    return check(body) if check else body
-        except PlatformError as error:
-            if error.category == AUTH and not error.fatal:
-                # A fresh token refused again on every try is not a race between threads.
-                raise PlatformError(AUTH, "the platform rejected every freshly issued token (401 after each "
-                                          "refresh); check the account's credentials and client id",
-                                    http_status=401, fatal=True) from None
+            return self._with_tries(one_try, call)
+        except OutageTooLong as outage:
+            raise PlatformError(NETWORK, f"the platform at {self.base_url} has been unavailable (5xx, timeouts or "
+                                         f"refused connections) for more than {outage.seconds:g} s (SYNC_MAX_OUTAGE); "
+                                         "check the platform's status, then retry the failed campaigns",
+                                fatal=True) from None
+        except AccessWithdrawn:
+            raise PlatformError(AUTH, "the platform refused two freshly issued tokens in a row (401 on first use, "
+                                      "no call accepted): its access for this account was withdrawn; check the "
+                                      "account's credentials, API access and client id with the platform",
+                                http_status=401, fatal=True) from None
+
+    def _with_tries(self, one_try: Callable[[], dict], call: _Call) -> dict:
+        """Run `one_try` until it succeeds; a failure spends a try unless the breaker held it or a token was refused."""
+        tries, waited = 0, 0.0
+        while True:
+            call.sent = False
+            try:
+                return one_try()
+            except (Held, _TokenRefused):
+                pass  # a held call waits in the breaker at its next try; a refused token is replaced there
+            except PlatformError as error:
+                tries += 1
+                if not error.retryable or tries >= self.settings.max_attempts or waited >= self.settings.max_wait:
+                    raise
+                wait = self._wait_seconds(error, tries, waited)
+                time.sleep(wait)
+                waited += wait
+            if call.sent:
+                call.stats.retries += 1
+
+    def _wait_seconds(self, error: PlatformError, tries: int, waited: float) -> float:
+        """The platform's requested wait when it gives one, else full-jitter exponential backoff; capped."""
+        if error.retry_after is not None:
+            wait = error.retry_after
+        else:
+            wait = random.uniform(0, min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (tries - 1)))
+        return max(0.0, min(wait, self.settings.max_wait - waited))
+
+    def _refuse_unsendable_client_id(self) -> None:
+        client_id = self.settings.client_id
+        if not (client_id.isascii() and client_id.isprintable()) or " " in client_id:
+            raise PlatformError(CLIENT_ERROR, "the account's client id is not printable ASCII without spaces, so it "
+                                              "cannot be sent as the X-Client-ID header; fix it in the admin "
+                                              "(or AD_PLATFORM_CLIENT_ID)", fatal=True)
+
+    # --- one try: the breaker, a rate slot, a token, the exchange -------------------
+
+    def _api_try(self, method: str, path: str, call: _Call, **kwargs: Any) -> dict:
+        ticket = self.breaker.enter(holds_turn=self.limiter.holds_turn())
+        permit = self.limiter.acquire()  # every /api/* call, retries included, spends budget
+        try:
+            if not self.breaker.admit(ticket):
+                raise Held()  # it opened while this call waited for its slot
+            lease = self._tokens.lease(lambda: self._fetch_token(call, ticket), call_began=call.began)
+        except BaseException:
+            permit.sent(method, time.time(), None)  # no call on this slot: dated now, as if one had gone
+            self.breaker.abandon(ticket)
             raise
-        raise AssertionError("unreachable: tenacity reraises the last error")
-
-    def _retrying(self) -> Retrying:
-        return Retrying(
-            retry=retry_if_exception(lambda error: isinstance(error, PlatformError) and error.retryable),
-            stop=self._should_stop,
-            wait=self._wait_seconds,
-            reraise=True,
-        )
-
-    def _should_stop(self, state: RetryCallState) -> bool:
-        return state.attempt_number >= self.settings.max_attempts or state.idle_for >= self.settings.max_wait
-
-    def _wait_seconds(self, state: RetryCallState) -> float:
-        """The platform's requested wait when it gives one, else full-jitter backoff; capped.
-
-        When a platform that answered before cannot be reached at all, wait
-        for it to come back instead of spending tries on it. (One that never
-        answered is more likely a wrong URL: that fails fast, after the tries.)
-        """
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, PlatformError) and error.category == NETWORK and self._reached:
-            self._wait_for_platform(failed_at=error.at)
-            return 0.0
-        asked = getattr(error, "retry_after", None)
-        wait = asked if asked is not None else self._backoff(state)
-        return max(0.0, min(wait, self.settings.max_wait - state.idle_for))
-
-    # --- outages ------------------------------------------------------------
-
-    def _wait_for_platform(self, *, failed_at: float) -> None:
-        """Block until the platform answers /health again; one thread probes, the others wait.
-
-        Probes back off exponentially (capped) so a platform that is down is
-        not hammered; past `max_outage` the run gives up with a clear error.
-        """
-        with self._outage_lock:
-            if self._platform_seen_up > failed_at:
-                return  # another thread saw it come back after our failure
-            started, delay = time.monotonic(), self.settings.backoff_base
-            log.warning("the platform at %s is unreachable; pausing calls until it answers again", self.base_url)
-            while not self._health_ok():
-                if time.monotonic() - started > self.settings.max_outage:
-                    raise PlatformError(NETWORK, f"the platform at {self.base_url} has been unreachable for more "
-                                                 f"than {self.settings.max_outage:g} s (SYNC_MAX_OUTAGE); check "
-                                                 "AD_PLATFORM_URL and the platform's status", fatal=True)
-                time.sleep(delay)
-                delay = min(delay * 2, self.settings.backoff_cap)
-            self._platform_seen_up = time.monotonic()
-            log.warning("the platform at %s answers again after %.1f s; resuming", self.base_url,
-                        time.monotonic() - started)
-
-    def _health_ok(self) -> bool:
+        headers = {"Authorization": f"Bearer {lease.token}", "X-Client-ID": self.settings.client_id}
         try:
-            response = self.session.get(self.base_url + "/health", proxies=self._proxies,
-                                        timeout=(self.settings.connect_timeout, self.settings.read_timeout))
-        except requests.RequestException:
-            return False
-        return response.status_code < 500
-
-    # --- tokens -------------------------------------------------------------
-
-    def _call_with_token(self, method: str, path: str, stats: CallStats, **kwargs: Any) -> dict:
-        token = self._current_token(stats)
-        try:
-            return self._send(method, path, stats, token, **kwargs)
-        except PlatformError as error:
-            if error.category != AUTH:
-                raise
-        # Tokens are revoked early too: fetch a new one once and try again once.
-        self._forget_token(token)
-        fresh = self._current_token(stats)  # a refusal here is about the credentials and says so
-        try:
-            return self._send(method, path, stats, fresh, **kwargs)
-        except PlatformError as error:
-            if error.category == AUTH:
-                # Refused twice. With calls in parallel another thread's call may have ended the fresh
-                # token (platforms revoke early): worth another try, and fatal once the tries are spent.
-                raise PlatformError(AUTH, "the platform rejected a freshly issued token (401 twice)",
-                                    http_status=401, retryable=True) from None
+            answer = self._exchange(ticket, method, path, call, headers, permit=permit, data_call=True, **kwargs)
+        except BaseException:
+            self._tokens.settle(lease, refused=None)
             raise
+        self._settle_token(lease, answer, call)
+        return api_body(answer, max_wait=self.settings.max_wait)
 
-    def _current_token(self, stats: CallStats) -> str:
-        with self._token_lock:
-            if self._token is None or time.monotonic() >= self._token_refresh_at:
-                self._token, lifetime = self._fetch_token(stats)
-                margin = min(60.0, lifetime * 0.1)
-                self._token_refresh_at = time.monotonic() + lifetime - margin
-            return self._token
+    def _settle_token(self, lease: Lease, answer: Answer, call: _Call) -> None:
+        """Tell the token keeper what became of its token; a 401 is tried again with a new one, spending no try."""
+        self._tokens.settle(lease, refused=_token_refused(answer.status))
+        if answer.status != 401:
+            return
+        call.refusals += 1
+        if call.refusals >= MAX_REFUSALS_PER_CALL:
+            raise PlatformError(AUTH, f"the platform refused this call's token {call.refusals} times while other "
+                                      "calls went through (401)", http_status=401)
+        raise _TokenRefused()
 
-    def _forget_token(self, token: str) -> None:
-        with self._token_lock:
-            if self._token == token:  # another thread may have replaced it already
-                self._token = None
-
-    def _fetch_token(self, stats: CallStats) -> tuple[str, float]:
-        try:
-            for attempt in self._retrying():
-                with attempt:
-                    if attempt.retry_state.attempt_number > 1:
-                        stats.retries += 1
-                    return self._request_token(stats)
-        except PlatformError as error:
-            # Its own retries are spent; the calling call must not retry it all again.
-            error.retryable = False
-            raise
-        raise AssertionError("unreachable: tenacity reraises the last error")
-
-    def _request_token(self, stats: CallStats) -> tuple[str, float]:
-        response = self._http("POST", "/auth/token", stats, {"Authorization": f"Basic {self._basic}"})
-        if response.status_code == 401:
+    def _fetch_token(self, call: _Call, ticket: Pass) -> tuple[str, float]:
+        answer = self._exchange(ticket, "POST", "/auth/token", call, {"Authorization": f"Basic {self._basic}"})
+        if answer.status == 401:
             raise PlatformError(AUTH, "the platform rejected the account's credentials "
                                       "(email or password; 401 on /auth/token); "
                                       "fix AD_PLATFORM_EMAIL / AD_PLATFORM_PASSWORD or the account in the admin",
                                 http_status=401, fatal=True)
-        body = self._json(response, stats)
+        body = api_body(answer, max_wait=self.settings.max_wait)
         token, lifetime = body.get("access_token"), body.get("expires_in", 3600)
         if not isinstance(token, str) or not token or isinstance(lifetime, bool) \
                 or not isinstance(lifetime, (int, float)) or lifetime <= 0:
             raise PlatformError(BAD_RESPONSE, "the token endpoint answered without a usable access_token",
-                                http_status=response.status_code, retryable=True)
-        register_secret(token)
+                                http_status=answer.status, retryable=True)
         return token, float(lifetime)
 
-    # --- one HTTP exchange ----------------------------------------------------
+    def _exchange(self, ticket: Pass, method: str, path: str, call: _Call, headers: dict, *,
+                  permit: Permit | None = None, data_call: bool = False, **kwargs: Any) -> Answer:
+        """One HTTP exchange, told to the breaker; Held when it failed in an outage (then no try is spent)."""
+        sent_at = time.monotonic()
+        try:
+            answer = self._http(method, path, call, headers, permit=permit, **kwargs)
+        except PlatformError as error:
+            if error.category not in (TIMEOUT, NETWORK):
+                self._reached = self._reached or data_call
+                self.breaker.answered(ticket, sent_at=sent_at)
+            elif self._reached and self.breaker.failed(ticket, sent_at=sent_at):
+                raise Held() from None
+            self.breaker.abandon(ticket)
+            raise
+        except BaseException:
+            self.breaker.abandon(ticket)
+            raise
+        if answer.status < 500:
+            call.stats.rate_limited += answer.status == 429
+            self._reached = self._reached or data_call
+            self.breaker.answered(ticket, sent_at=sent_at)
+            return answer
+        call.stats.server_errors += 1
+        if self._reached and self.breaker.failed(ticket, sent_at=sent_at):
+            raise Held()
+        return answer
 
-    def _send(self, method: str, path: str, stats: CallStats, token: str, **kwargs: Any) -> dict:
-        permit = self.limiter.acquire()  # every /api/* call, retries included, spends budget
-        headers = {"Authorization": f"Bearer {token}", "X-Client-ID": self.settings.client_id}
-        response = self._http(method, path, stats, headers, permit=permit, **kwargs)
-        if response.status_code == 401:
-            raise PlatformError(AUTH, "the platform rejected the token (401)", http_status=401)
-        return self._json(response, stats)
-
-    def _http(self, method: str, path: str, stats: CallStats, headers: dict, *,
-              permit: Permit | None = None, **kwargs: Any) -> requests.Response:
-        stats.requests += 1
+    def _http(self, method: str, path: str, call: _Call, headers: dict, *,
+              permit: Permit | None = None, **kwargs: Any) -> Answer:
+        call.stats.requests += 1
+        call.sent = True
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         started, sent_at, answered_at = time.monotonic(), time.time(), None
         try:
             response = self.session.request(method, self.base_url + path, headers=headers, timeout=timeout,
-                                            proxies=self._proxies, **kwargs)
+                                            proxies=self._proxies, stream=True, **kwargs)
             answered_at = time.time()
+            answer = read_answer(response, max_bytes=self._max_body_bytes)
+        except BodyTooLarge:
+            raise PlatformError(BAD_RESPONSE, f"the platform's answer is larger than the {self.settings.max_body_mb:g} "
+                                              "MB cap and was not read further; raise SYNC_MAX_BODY_MB if its answers "
+                                              "are that large", http_status=response.status_code) from None
         except requests.Timeout:
-            stats.timeouts += 1
+            call.stats.timeouts += 1
             raise PlatformError(TIMEOUT, f"no answer from the platform within {self.settings.read_timeout:g} s",
                                 retryable=True) from None
         except requests.RequestException:
@@ -341,68 +337,29 @@ class PlatformClient:
         finally:
             if permit is not None:
                 permit.sent(method, sent_at, answered_at)
-        self._reached = True
-        stats.last_status = response.status_code
-        stats.last_latency_ms = int((time.monotonic() - started) * 1000)
-        return response
+        call.stats.last_status = answer.status
+        call.stats.last_latency_ms = int((time.monotonic() - started) * 1000)
+        return answer
 
-    def _json(self, response: requests.Response, stats: CallStats) -> dict:
-        status = response.status_code
-        if status == 429:
-            stats.rate_limited += 1
-            raise self._rate_limited(response)
-        if status >= 500:
-            stats.server_errors += 1
-            raise PlatformError(SERVER_ERROR, f"the platform failed with HTTP {status}", http_status=status,
-                                retryable=True)
-        if status == 404:
-            raise PlatformError(CLIENT_ERROR, "not found on the platform (404): it may have been deleted",
-                                http_status=status)
-        if status >= 400:
-            raise PlatformError(CLIENT_ERROR, f"the platform refused the request with HTTP {status}",
-                                http_status=status)
-        try:
-            body = json.loads(response.content, parse_int=_parse_int)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise PlatformError(BAD_RESPONSE, f"the platform answered HTTP {status} with a body that is not a "
-                                              "JSON object", http_status=status, retryable=True)
-        return body
-
-    def _rate_limited(self, response: requests.Response) -> PlatformError:
-        wait = _retry_after_seconds(response)
-        if wait is not None and wait > self.settings.max_wait:
-            return PlatformError(RATE_LIMITED, f"rate limited (429) and told to wait {wait:.0f} s, more than the "
-                                               f"{self.settings.max_wait:.0f} s cap (SYNC_MAX_WAIT)", http_status=429)
-        return PlatformError(RATE_LIMITED, "rate limited by the platform (429)", http_status=429,
-                             retryable=True, retry_after=wait)
+def _token_refused(status: int) -> bool | None:
+    """True: a 401; False: the token was accepted (an answer under 500, but for a 429: that one is told before
+    the token is looked at); None: the answer says nothing of the token."""
+    if status == 401:
+        return True
+    return None if status == 429 or status >= 500 else False
 
 
-def _parse_int(digits: str) -> int | str:
-    """A JSON integer; one too long to be a count comes back as its digits (rows then call it out of range).
+@dataclass
+class _Call:
+    """One logical call's bookkeeping across its tries."""
 
-    Python refuses to parse integers of more than 4,300 digits: one such
-    value in one row must not make the whole page unreadable.
-    """
-    return int(digits) if len(digits) <= MAX_INTEGER_DIGITS else digits
+    stats: CallStats
+    began: float
+    sent: bool = False  # did the current try send anything?
+    refusals: int = 0
 
 
-def _retry_after_seconds(response: requests.Response) -> float | None:
-    """The wait from a Retry-After header (seconds or a date) or the body's retry_after."""
-    header = response.headers.get("Retry-After")
-    if header:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
-    try:
-        value = response.json().get("retry_after")
-    except (ValueError, AttributeError):
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    return None
+class _TokenRefused(Exception):
+    """A data call's token was refused (401): try again with a new one, spending no try."""
+
+

@@ -1,12 +1,16 @@
 """Shared fixtures: a real fake platform on a free port, accounts pointing at it, fast retry settings."""
 from __future__ import annotations
 
+import io
+import logging
 import uuid
 
 import pytest
 
 from campaigns.models import AdAccount
+from syncer.client import ClientSettings, PlatformClient
 from syncer.fake_platform import FakePlatform, FakePlatformConfig
+from syncer.logs import ContextFilter, RedactFilter, TextFormatter
 
 FAKE_EMAIL = "demo@adplatform.test"
 FAKE_PASSWORD = "demo-password"  # the fake platform's test credentials
@@ -80,3 +84,40 @@ def qcluster(settings, fast_sync, transactional_db, monkeypatch):
     settings.SYNC = {**settings.SYNC, "LEASE_SECONDS": float(CLUSTER_ENV["SYNC_LEASE_SECONDS"])}
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture
+def make_client(fake_platform):
+    """Clients on the fake with fast retries and no rate limiter of their own; closed at teardown."""
+    clients = []
+
+    def make(*, on_outage=None, **overrides) -> PlatformClient:
+        options = {"base_url": fake_platform.url, "email": FAKE_EMAIL, "password": FAKE_PASSWORD,
+                   "client_id": "client-test", "connect_timeout": 0.5, "read_timeout": 0.5, "max_attempts": 5,
+                   "max_wait": 10.0, "backoff_base": 0.01, "backoff_cap": 0.1, "pool_size": 4}
+        client = PlatformClient(ClientSettings(**{**options, **overrides}), on_outage=on_outage)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def captured_logs():
+    """Every line logged at DEBUG, through the project's own filters: what the console would show."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ContextFilter())
+    handler.addFilter(RedactFilter())
+    handler.setFormatter(TextFormatter())
+    loggers = [logging.getLogger(), logging.getLogger("urllib3"), logging.getLogger("syncer")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    loggers[0].addHandler(handler)
+    yield stream
+    loggers[0].removeHandler(handler)
+    for logger, level in zip(loggers, levels, strict=False):
+        logger.setLevel(level)

@@ -293,6 +293,14 @@ def test_oversized_list_answers_carry_the_padding_asked_for(make_platform):
     assert len(response.content) > 1.5 * 1024 * 1024 and response.json()["data"]
 
 
+def test_oversized_chunked_answers_come_without_a_length_and_count_what_was_written(make_platform):
+    platform = make_platform(oversized_list_mb=1.5, oversized_chunked=True)
+    response = list_page(api(platform), platform)
+    assert "Content-Length" not in response.headers and response.headers.get("Transfer-Encoding") == "chunked"
+    assert len(response.content) > 1.5 * 1024 * 1024 and response.json()["data"]
+    assert platform.stats["oversized_bytes_sent"] == len(response.content)
+
+
 @pytest.mark.parametrize("mode", ["truncated_json", "data_not_list", "no_pagination", "no_total", "html"])
 def test_malformed_list_modes(make_platform, mode):
     platform = make_platform(malformed_list=mode)

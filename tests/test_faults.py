@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
-import math
 import os
 import shutil
 import socket
@@ -29,11 +27,11 @@ from django.db import connection
 from campaigns.models import AttemptStatus, Campaign, RunStatus, SyncAttempt, SyncRun, Trigger
 from syncer.fake_platform import FAKE_SECRET
 from syncer.fake_platform.data import base_campaign, hostile_row
-from syncer.logs import ContextFilter, RedactFilter, TextFormatter
 from syncer.services import run_execute, sync_run_start
 from tests.cluster import ROOT
 from tests.cluster import test_database_url as database_url  # not a test
 from tests.invariants import assert_run_invariants
+from tests.outages import outage_call_bound
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -45,25 +43,6 @@ PATIENT = {"MAX_ATTEMPTS": 20, "MAX_WAIT": 30.0}
 
 
 # --- helpers --------------------------------------------------------------------------
-
-@pytest.fixture
-def captured_logs():
-    """Every line logged at DEBUG, through the project's own filters: what the console would show."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(ContextFilter())
-    handler.addFilter(RedactFilter())
-    handler.setFormatter(TextFormatter())
-    loggers = [logging.getLogger(), logging.getLogger("urllib3"), logging.getLogger("syncer")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.DEBUG)
-    loggers[0].addHandler(handler)
-    yield stream
-    loggers[0].removeHandler(handler)
-    for logger, level in zip(loggers, levels, strict=False):
-        logger.setLevel(level)
-
 
 @pytest.fixture
 def patient(settings, fast_sync):
@@ -215,12 +194,10 @@ def test_a_platform_outage_mid_run_is_waited_out_without_hammering(fake_platform
     assert trigger.result(5) < 60, "the outage must begin while the run still has work"
     check_invariants(run, fake_platform, captured_logs)
     assert_all_synced(run, fake_platform)
-    # Not hammering: K workers that each back off exponentially from BACKOFF_BASE would make about
-    # log2(down / base) tries each during the outage, so K x log2(down / base) = 10 x 6 = 60 calls is
-    # the ceiling of "backs off". Outage mode is far below it (the <= K calls in flight when it went
-    # down, then one /health probe at a time, ~10 in 3 s at a 0.5 s cap: 19 measured); a client that
-    # retried every call at the 0.5 s cap would make well over 100, and one without backoff thousands.
-    bound = concurrency * math.ceil(math.log2(down_seconds / fast_sync["BACKOFF_BASE"]))
+    # Not hammering: the account's breaker holds every call once a few fail in a row and probes one at a
+    # time with doubling waits (tests/outages.py derives the bound); a client that retried every call at
+    # the 0.5 s cap would make well over 100 calls, and one without backoff thousands.
+    bound = outage_call_bound(down_seconds, fast_sync["BACKOFF_BASE"], fast_sync["BACKOFF_CAP"], concurrency)
     calls_while_down = fake_platform.stats["calls_while_down"]
     assert calls_while_down <= bound, f"{calls_while_down} calls while the platform was down (bound {bound})"
 

@@ -69,6 +69,15 @@ def run_progress(run) -> str:
 
 
 @register.filter
+def platform_unavailable(run) -> str:
+    """"platform unavailable since 14:03:12" while an active run's platform is in an outage, else empty."""
+    since = getattr(run, "platform_unavailable_since", None)
+    if since is None or not run.is_active:
+        return ""
+    return f"platform unavailable since {timezone.localtime(since):%H:%M:%S}"
+
+
+@register.filter
 def eta_text(account_status) -> str:
     """The ETA of an account's current run: "about 1 min 20 s", "estimating…" or "done"."""
     run = account_status.run

@@ -52,7 +52,11 @@ Decisions the contract leaves open
   campaign is deleted (no longer listed, sync 404, ``total`` one less): every
   later page shifts forward one row, so one campaign is skipped. Changing the
   knob brings the deleted campaign back.
-* ``oversized_list_mb``: a ``padding`` field of that many MB on list answers.
+* ``oversized_list_mb``: a ``padding`` field of that many MB on list answers;
+  with ``oversized_chunked`` they are streamed in 64 kB chunks without a
+  Content-Length, and ``oversized_bytes_sent`` counts the bytes written before
+  the client closed the connection (it cannot write more than the client reads
+  plus the sockets' buffers).
 
 Bad rows (a client rejects rows without a usable id), bad fields (stored
 empty with a warning) and hostile values (stored as they are): see ``data.py``.
@@ -63,7 +67,7 @@ rate_limited_by_client, calls_while_down, api_calls_by_client,
 max_calls_in_any_window {client: n} (over window_seconds: the rate-limit W, or
 60 s without a limit), window_seconds, synced_ids {id: n}, synced_total, hung,
 resets, server_errors, bad_rows_served, bad_fields_served, sync_in_flight, concurrent_max,
-tokens_issued, tokens_revoked, deleted_ids.
+tokens_issued, tokens_revoked, deleted_ids, oversized_bytes_sent.
 Control: GET /_fake/stats, GET|POST /_fake/config (JSON knobs; extra key
 "down_for": seconds), POST /_fake/reset (optional JSON {"rate_limits": bool,
 "tokens": bool}). Not rate limited, no auth, work while down.

@@ -80,6 +80,7 @@ KNOB_HELP = {
     "bad_field_rate": "share of campaigns served with one bad field (empty name, lone surrogate, year-1 date, "
                       "a 5,000-digit integer, ...) in an otherwise good row",
     "oversized_list_mb": "list answers carry this many MB of padding (0 = off)",
+    "oversized_chunked": "oversized list answers are streamed in 64 kB chunks without a Content-Length",
     "malformed_list": "every list call answers malformed: truncated_json | data_not_list | no_pagination | "
                       "no_total (pagination without a total) | html",
     "token_revoke_every": "every K-th authenticated /api/* call revokes the token it used (0 = off)",
@@ -128,6 +129,7 @@ class FakePlatformConfig:
     delete_between_pages: int = 0
     bad_field_rate: float = 0.0
     oversized_list_mb: float = 0.0
+    oversized_chunked: bool = False
     malformed_list: str | None = None
     token_revoke_every: int = 0
     token_fail_rate: float = 0.0
@@ -206,7 +208,7 @@ class FakePlatformConfig:
               f"malformed_list must be None or one of {MALFORMED_LIST_MODES}, got {self.malformed_list!r}")
         check(self.down_mode in DOWN_MODES, f"down_mode must be one of {DOWN_MODES}, got {self.down_mode!r}")
         for name in ("hostile_values", "has_more_lies", "duplicate_across_pages", "overlap_pages", "revoke_on_issue",
-                     "refuse_tokens", "down"):
+                     "refuse_tokens", "down", "oversized_chunked"):
             check(isinstance(getattr(self, name), bool), f"{name} must be a bool")
         check(isinstance(self.email, str) and isinstance(self.password, str), "email and password must be strings")
 

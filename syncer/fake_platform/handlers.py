@@ -241,6 +241,8 @@ class Handlers:
             del body["pagination"]["total"]
         # A huge integer cannot go through json.dumps (nor int()): it is written into the text as digits.
         text = json.dumps(body).replace(f'"{HUGE_INTEGER_PLACEHOLDER}"', "9" * HUGE_INTEGER_DIGITS)
+        if cfg.oversized_list_mb and cfg.oversized_chunked:
+            return await self._stream(request, text.encode())
         return web.Response(text=text, content_type="application/json")
 
     def _insert_after_page(self, cfg, page):
@@ -248,6 +250,21 @@ class Handlers:
         if cfg.duplicate_across_pages and page == 1:
             with self._lock:
                 self._inserted = True
+
+    async def _stream(self, request, data, chunk=64 * 1024):
+        """Send `data` chunked, without a Content-Length; count the bytes written before the client went away."""
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            for start in range(0, len(data), chunk):
+                await response.write(data[start:start + chunk])  # waits while the client does not read
+                with self._lock:
+                    self._oversized_bytes_sent += len(data[start:start + chunk])
+            await response.write_eof()
+        except ConnectionError:  # the client stopped reading and closed the connection
+            pass
+        return response
 
     def _delete_after_page(self, cfg, page):
         """``delete_between_pages``: once page K is served, the first live campaign goes (a skip on later pages)."""

@@ -103,7 +103,7 @@ class FakePlatform(Handlers):
             self._history = defaultdict(list)  # client id -> monotonic times of admitted /api calls
             self._rate_limited = self._calls_while_down = self._hung = self._resets = self._server_errors = 0
             self._bad_rows = self._bad_fields = self._sync_in_flight = self._concurrent_max = 0
-            self._tokens_issued = self._tokens_revoked = 0
+            self._tokens_issued = self._tokens_revoked = self._oversized_bytes_sent = 0
             if rate_limits:
                 self._windows.clear()
             if tokens:
@@ -150,7 +150,8 @@ class FakePlatform(Handlers):
                 hung=self._hung, resets=self._resets, server_errors=self._server_errors,
                 bad_rows_served=self._bad_rows, bad_fields_served=self._bad_fields, sync_in_flight=self._sync_in_flight,
                 concurrent_max=self._concurrent_max, tokens_issued=self._tokens_issued,
-                tokens_revoked=self._tokens_revoked, deleted_ids=self.deleted_ids())
+                tokens_revoked=self._tokens_revoked, deleted_ids=self.deleted_ids(),
+                oversized_bytes_sent=self._oversized_bytes_sent)
 
     # --------------------------------------------------------------- lifecycle
     def start(self, host="127.0.0.1", port=0, timeout=10.0):
