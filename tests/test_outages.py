@@ -11,7 +11,7 @@ import time
 import pytest
 from django.contrib.auth import get_user_model
 
-from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun, Trigger
+from campaigns.models import AdAccount, AttemptStatus, RunStatus, SyncAttempt, SyncRun, Trigger
 from syncer.breaker import OUTAGE_FAILURES
 from syncer.client import BAD_RESPONSE, CLIENT_ERROR, CallStats, PlatformError
 from syncer.services import run_execute, sync_run_start
@@ -212,8 +212,12 @@ def test_a_client_id_that_cannot_be_sent_is_one_fatal_line_and_no_call(fake_plat
 
 def test_a_run_for_an_account_whose_client_id_cannot_be_sent_fails_with_one_line(fake_platform, make_account,
                                                                                   captured_logs):
-    account = make_account(client_id="客户-1")  # the admin refuses it; an older row may still hold one
-    run = sync(account)
+    # The door refuses such an account (tests/test_lifecycle.py); a run queued before the id was changed behind
+    # the admin's back (the password kept: a changed login clears it) still reaches the client.
+    account = make_account()
+    run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test")
+    AdAccount.objects.filter(pk=account.pk).update(client_id="客户-1", encrypted_password=account.encrypted_password)
+    run = Background(lambda: run_execute(run_id=run.pk), name="run").result(60)
     check_invariants(run, fake_platform, captured_logs)
     assert run.status == RunStatus.FAILED and "X-Client-ID" in run.error_message, run.error_message
     assert fake_platform.stats["requests"] == {}

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Zq9-hunter2-SECRETPW-41x"
 NOISY_LOGGERS = ("", "urllib3", "requests", "django", "django.db.backends", "django_q", "syncer", "campaigns",
-                 "tenacity", "aiohttp", "asyncio")
+                 "aiohttp", "asyncio")
 
 
 @pytest.fixture
