@@ -46,14 +46,16 @@ TRACEBACK = "Traceback (most recent call last):"
 PLATFORM_BODY = "<html>platform body with tok_abcdefghijklmnopqrstu</html>"  # never to be copied anywhere
 
 
-def check_ended_cleanly(run: SyncRun, platform, logs: io.StringIO | str, *, provoked: str) -> None:
+def check_ended_cleanly(run: SyncRun, platform, logs: io.StringIO | str, *, provoked: str,
+                        logged_by_now: bool = True) -> None:
     """The invariants, where every traceback logged is the one of the error the test provoked.
 
-    The log keeps that traceback on purpose (the run's own line does not say more than the error's type).
+    The log keeps that traceback on purpose (the run's own line does not say more than the error's type);
+    `logged_by_now=False` where another process logs it in its own time.
     """
     text = logs if isinstance(logs, str) else logs.getvalue()
     blocks = text.split(TRACEBACK)
-    assert len(blocks) > 1, "the log keeps the traceback of the unexpected error"
+    assert len(blocks) > 1 or not logged_by_now, "the log keeps the traceback of the unexpected error"
     chained = ("During handling of the above exception", "The above exception was the direct cause")
     unexpected = [block for block in blocks[1:] if provoked not in block and not any(c in block for c in chained)]
     assert not unexpected, f"another traceback was logged:\n{unexpected[0][:3000]}"
@@ -348,7 +350,8 @@ def test_a_run_queued_under_another_secret_key_is_failed_by_the_cluster_saying_w
     cluster = qcluster.start(SECRET_KEY=secrets.token_urlsafe(50))
     run = wait_until(lambda: finished(run.pk), timeout=60, message="the cluster fails the run it cannot verify")
     assert (run.status, run.error_message) == (RunStatus.FAILED, f"its task could not be verified: {MISMATCH}")
-    check_ended_cleanly(run, fake_platform, cluster.log(), provoked="BadSignature")  # django-q2 logs the dropped task
+    # django-q2's pusher logs the task it drops when it gets to it, which may be after the watchdog failed the run.
+    check_ended_cleanly(run, fake_platform, cluster.log(), provoked="BadSignature", logged_by_now=False)
     assert key_fingerprint() not in cluster.log() and "SECRET_KEY=" not in cluster.log()
     assert sync(account).status == RunStatus.SUCCEEDED, "the account syncs again at once"
 
