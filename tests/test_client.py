@@ -87,7 +87,8 @@ def test_sync_503s_are_retried_until_the_platform_confirms(fake_platform, make_c
 def test_a_hang_is_ended_by_the_client_timeout_and_retried(fake_platform, make_client):
     fake_platform.update(hang_rate=0.3, seed=5)
     stats = CallStats()
-    rows = list_all(make_client(read_timeout=0.3, max_attempts=8), page_size=10, stats=stats)
+    # 1.5 s: long enough that only a hang times out, even on a busy machine
+    rows = list_all(make_client(read_timeout=1.5, max_attempts=8), page_size=10, stats=stats)
     assert ids_of(rows) == all_ids()
     assert stats.timeouts > 0 and stats.retries >= stats.timeouts
     assert fake_platform.stats["hung"] == stats.timeouts

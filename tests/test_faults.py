@@ -136,9 +136,11 @@ def test_503s_on_half_the_calls_are_retried_until_every_campaign_syncs(fake_plat
     assert run.server_errors == run.retries == served, "the run's counters must match what the platform answered"
 
 
-def test_calls_that_hang_time_out_and_are_retried(fake_platform, account, patient, captured_logs):
+def test_calls_that_hang_time_out_and_are_retried(fake_platform, account, patient, settings, captured_logs):
     # hang_rate is drawn per call: at 0.3 most campaigns meet a hang on some try, and 20 tries make
-    # "hangs every time" (0.3 ** 20) impossible in practice.
+    # "hangs every time" (0.3 ** 20) impossible in practice. A 2 s timeout: on a busy machine an
+    # answered call can take longer than fast_sync's 0.5 s, and would count as a timeout no hang made.
+    settings.SYNC = {**patient, "REQUEST_TIMEOUT": 2.0}
     fake_platform.update(campaigns=40, hang_rate=0.3)
     run = sync(account)
     check_invariants(run, fake_platform, captured_logs)

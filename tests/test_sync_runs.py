@@ -240,7 +240,7 @@ def test_cancel_from_another_thread_stops_the_run(fake_platform, account):
     wait_until(lambda: SyncRun.objects.get(pk=run.pk).campaigns_synced >= 4, timeout=20,
                message="the run syncs a few campaigns")
     assert run_cancel(run_id=run.pk, who="test")
-    worker.join(timeout=20)
+    worker.join(timeout=60)
     assert not worker.is_alive()
     run = SyncRun.objects.get(pk=run.pk)
     assert run.status == RunStatus.CANCELLED and "cancelled by test" in run.error_message
@@ -446,18 +446,18 @@ def test_a_listed_run_waits_to_store_while_another_run_of_its_process_makes_its_
         stored.set()
 
     threading.Thread(target=another_run_listing).start()
-    wait_until(lambda: listings_first._pending == 1, timeout=5, message="the other run's first call is under way")
+    wait_until(lambda: listings_first._pending == 1, timeout=30, message="the other run's first call is under way")
     threading.Thread(target=listed_run).start()
     assert not stored.wait(0.3), "the store waits while the other run's first call is under way"
     first_call_answered.set()
-    assert stored.wait(5), "and goes once it is answered"
+    assert stored.wait(30), "and goes once it is answered"
 
     first_call_answered.clear()
     threading.Thread(target=another_run_listing).start()
-    wait_until(lambda: listings_first._pending == 1, timeout=5, message="another first call is under way")
+    wait_until(lambda: listings_first._pending == 1, timeout=30, message="another first call is under way")
     impatient = threading.Thread(target=listings_first.listings_wait, kwargs={"patience": 0.1})
     impatient.start()
-    impatient.join(5)
+    impatient.join(30)
     assert not impatient.is_alive(), "a first call that takes long holds no store back past its patience"
     first_call_answered.set()
 
@@ -473,7 +473,7 @@ def test_a_drain_stopped_while_its_threads_wait_for_their_turn_claims_nothing_mo
     stop = threading.Event()
     drained = threading.Thread(target=run_drain, kwargs={"run_id": run.pk, "threads": 3, "stop": stop})
     drained.start()
-    wait_until(lambda: run.attempts.filter(status=AttemptStatus.RUNNING).exists(), timeout=10,
+    wait_until(lambda: run.attempts.filter(status=AttemptStatus.RUNNING).exists(), timeout=30,
                message="one thread has claimed the first attempt and waits for the slot")
     stop.set()
     drained.join(30)
