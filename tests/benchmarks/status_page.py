@@ -22,6 +22,7 @@ from pathlib import Path
 DEFAULT_DATABASE_URL = "sqlite:////tmp/cs-bench.sqlite3"
 BUDGET_MS = 300.0
 CATEGORIES = ("server_error", "timeout", "rate_limited", "network", "bad_response")
+BAD_FIELD_WARNING = "created_at: not a date the platform could mean (year 1)"  # one in a hundred attempts
 
 
 def parse_args() -> argparse.Namespace:
@@ -127,19 +128,20 @@ def _attempts(connection, run, campaigns: list[tuple[int, str]], rng: random.Ran
     rows = []
     for position, (campaign_id, platform_id) in enumerate(campaigns):
         if running and position >= len(campaigns) // 2:
-            rows.append((run.pk, campaign_id, platform_id, "pending", 0, None, "", "", None, stamp, None, None))
+            rows.append((run.pk, campaign_id, platform_id, "pending", 0, None, "", "", None, stamp, None, None, ""))
             continue
         failed = failed_left > 0 and rng.random() < 0.1
         failed_left -= failed
         category = rng.choice(CATEGORIES) if failed else ""
         rows.append((run.pk, campaign_id, platform_id, "failed" if failed else "succeeded", 1 + failed,
                      503 if failed else 200, category, f"{category}: the platform gave up" if failed else "",
-                     int(rng.lognormvariate(5, 0.5)), stamp, stamp, stamp))
+                     int(rng.lognormvariate(5, 0.5)), stamp, stamp, stamp,
+                     BAD_FIELD_WARNING if rng.random() < 0.01 else ""))
     with connection.cursor() as cursor:
         cursor.executemany(
             f"INSERT INTO {table} (run_id, campaign_id, platform_id, status, tries, http_status, error_category, "
-            "message, latency_ms, created_at, started_at, finished_at, claimed_by) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '')", rows,
+            "message, latency_ms, created_at, started_at, finished_at, claimed_by, warnings) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', %s)", rows,
         )
 
 
@@ -156,6 +158,7 @@ def pages() -> list[tuple[str, str]]:
         ("admin: attempts", "/admin/campaigns/syncattempt/"),
         ("admin: campaigns", "/admin/campaigns/campaign/"),
         ("admin: failed attempts", "/admin/campaigns/syncattempt/?status__exact=failed"),
+        ("admin: attempts with warnings", "/admin/campaigns/syncattempt/?has_warnings=yes"),
         ("admin: attempts by category", "/admin/campaigns/syncattempt/?error_category__exact=timeout"),
         ("admin: one run's attempts", f"/admin/campaigns/syncattempt/?run__exact={latest}&status__exact=succeeded"),
         ("admin: one run", f"/admin/campaigns/syncrun/{latest}/change/"),
