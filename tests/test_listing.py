@@ -178,21 +178,21 @@ def test_attempts_are_not_queued_for_a_run_cancelled_after_its_listing(fake_plat
     assert not run.attempts.exists()
 
 
-def _sigint_as_on_a_terminal():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_of_the_command_while_it_lists_leaves_the_run_cancelled_and_no_attempt_open(fake_platform):
     fake_platform.update(campaigns=200, max_page_size=10, list_latency=1.0)  # 20 pages, a second each
     env = {**os.environ, "DATABASE_URL": cluster.test_database_url(), "AD_PLATFORM_URL": fake_platform.url,
            "AD_PLATFORM_EMAIL": FAKE_EMAIL, "AD_PLATFORM_PASSWORD": FAKE_PASSWORD, "AD_PLATFORM_RATE_LIMIT": "none",
            "AD_PLATFORM_CLIENT_ID": "client-ctrl-c", "LOG_LEVEL": "info"}
-    # A shell starts a background job (CI, nohup, `cmd &`) with SIGINT ignored, and Python then
-    # installs no KeyboardInterrupt handler: give the command SIGINT as a terminal's foreground
-    # command has it, so the test holds wherever the suite runs.
-    command = subprocess.Popen([sys.executable, "manage.py", "sync_campaigns"], cwd=cluster.ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=_sigint_as_on_a_terminal)
+    # A shell starts a background job (CI, nohup, `cmd &`) with SIGINT ignored, an ignored signal stays
+    # ignored across exec, and Python then installs no KeyboardInterrupt handler. A handled one is reset
+    # to the default: handle it here while the command starts, so it gets SIGINT as a terminal gives it
+    # (without preexec_fn, which is unsafe beside the fake platform's threads).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        command = subprocess.Popen([sys.executable, "manage.py", "sync_campaigns"], cwd=cluster.ROOT, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     try:
         wait_until(lambda: fake_platform.stats["requests"].get("list", 0) >= 2 or command.poll() is not None,
                    timeout=60, message="the command lists its second page")
