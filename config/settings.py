@@ -284,7 +284,7 @@ Q_CLUSTER = {
     "timeout": _Q_TIMEOUT,
     "retry": _Q_TIMEOUT * 2,
     "max_attempts": 3,
-    # Workers host drain threads (see syncer/tasks.py): recycling one stops them.
+    # Workers host drain threads (see syncer/hosting.py): recycling one stops them.
     "recycle": 100_000,
     "catch_up": False,
     "ack_failures": True,

@@ -26,11 +26,13 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from campaigns.models import ACTIVE_RUN_STATUSES, ErrorCategory, SyncRun
-from syncer import janitor, services
+from syncer import janitor
 from syncer.cluster_keys import MISMATCH, cluster_key_publish, key_fingerprint
 from syncer.failures import mark_cluster_worker
 from syncer.heartbeat import lease_seconds
 from syncer.logs import bind_run
+from syncer.queueing import prepare_enqueue, run_fan_out
+from syncer.run_end import run_fail, run_fail_internal
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +66,12 @@ def runs_fail_unverifiable() -> list[int]:
     foreign = SyncRun.objects.filter(status__in=ACTIVE_RUN_STATUSES).filter(_step_queued()).exclude(
         queued_key__in=["", key_fingerprint()])
     return [run_id for run_id in foreign.values_list("pk", flat=True)
-            if services.run_fail(run_id=run_id, reason=f"its task could not be verified: {MISMATCH}",
+            if run_fail(run_id=run_id, reason=f"its task could not be verified: {MISMATCH}",
                                  category=ErrorCategory.INTERNAL)]
 
 
 def runs_resume_stale() -> list[int]:
     """Enqueue the next step of every active run nobody is working on; return their ids."""
-    from syncer import tasks
-
     resumed = []
     for run in stale_runs():
         if run.resumes >= settings.SYNC["MAX_RESUMES"]:
@@ -85,11 +85,11 @@ def runs_resume_stale() -> list[int]:
             log.warning("resuming run: no worker has shown signs of life for %s s", lease_seconds())
         try:
             if run.prepared_at:
-                tasks.run_fan_out(run.pk)
+                run_fan_out(run.pk)
             else:
-                tasks.prepare_enqueue(run.pk)
+                prepare_enqueue(run.pk)
         except Exception as error:
-            services.run_fail_internal(run_id=run.pk, step="resuming", error=error)
+            run_fail_internal(run_id=run.pk, step="resuming", error=error)
             continue
         resumed.append(run.pk)
     return resumed
@@ -97,7 +97,7 @@ def runs_resume_stale() -> list[int]:
 
 def _fail_resumed_too_often(run: SyncRun) -> None:
     most = settings.SYNC["MAX_RESUMES"]
-    services.run_fail(run_id=run.pk, category=ErrorCategory.INTERNAL, reason=(
+    run_fail(run_id=run.pk, category=ErrorCategory.INTERNAL, reason=(
         f"its workers fell silent {run.resumes + 1} times (the watchdog resumes a run {most} "
         f"time{'' if most == 1 else 's'} at most, SYNC_MAX_RESUMES); see the cluster log for why"))
 

@@ -22,9 +22,7 @@ from campaigns.models import (
     ACTIVE_RUN_STATUSES,
     AdAccount,
     AttemptStatus,
-    ErrorCategory,
     RunStatus,
-    SyncAttempt,
     SyncRun,
     validate_client_id,
 )
@@ -32,11 +30,13 @@ from syncer import drain, janitor, listings_first
 from syncer.accounts import DEFAULT_SLUG, client_for, client_settings_for
 from syncer.client import CallStats, PlatformClient, PlatformError
 from syncer.cluster_keys import foreign_cluster_refusal, key_fingerprint
-from syncer.failures import internal_reason
 from syncer.heartbeat import heartbeat
 from syncer.limiter import limiter_for, slots_ensure, slots_spread
 from syncer.logs import bind_run
 from syncer.prepare import attempts_queue, listing_fetch
+from syncer.queueing import run_enqueue
+from syncer.run_end import run_cancel as run_cancel
+from syncer.run_end import run_fail, run_fail_internal, run_finish_if_done
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def sync_run_start(*, account: AdAccount, trigger: str, triggered_by: str = "",
     slots_ensure([account])  # here, not in the worker: its first call should not wait for them
     run = _run_create(account=account, trigger=trigger, triggered_by=triggered_by, campaign_ids=campaign_ids,
                       retry_of=retry_of, concurrency=concurrency, enqueue=enqueue)
-    if run.status == RunStatus.FAILED:  # its enqueue failed when the run was committed (syncer/tasks.py)
+    if run.status == RunStatus.FAILED:  # its enqueue failed when the run was committed (syncer/queueing.py)
         raise _not_queued(run)
     return run
 
@@ -137,8 +137,6 @@ def _run_create(*, account: AdAccount, trigger: str, triggered_by: str, enqueue:
                 queued_key=key_fingerprint() if enqueue else "",
             )
             if enqueue:
-                from syncer.tasks import run_enqueue
-
                 run_enqueue(run)
             return run
     except IntegrityError:
@@ -253,74 +251,6 @@ def run_execute(*, run_id: int, threads: int | None = None) -> SyncRun:
     else:
         drain.patiently(run_finish_if_done, run_id=run_id)
     return drain.patiently(SyncRun.objects.get, pk=run_id)
-
-
-def run_finish_if_done(*, run_id: int) -> bool:
-    """End the run once no attempt is pending or running; exactly one caller wins.
-
-    A run whose listing missed campaigns (campaigns_unlisted) never ends
-    succeeded: partial, or failed when nothing synced.
-    """
-    if drain.unfinished_attempts(run_id).exists():
-        return False
-    run = SyncRun.objects.get(pk=run_id)
-    if run.status != RunStatus.RUNNING or not run.prepared_at:
-        return False
-    if run.campaigns_failed == 0 and run.campaigns_unlisted == 0:
-        status = RunStatus.SUCCEEDED
-    else:
-        status = RunStatus.PARTIAL if run.campaigns_synced else RunStatus.FAILED
-    won = SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(status=status, finished_at=timezone.now())
-    if won:
-        with bind_run(run_id):
-            log.info("run finished: %s (%s synced, %s failed)", status, run.campaigns_synced, run.campaigns_failed)
-    return bool(won)
-
-
-def run_fail(*, run_id: int, reason: str, category: str = "network") -> bool:
-    """End a run that cannot go on; its unstarted attempts fail with the reason."""
-    return _run_stop(run_id=run_id, status=RunStatus.FAILED, reason=reason, category=category)
-
-
-def run_fail_internal(*, run_id: int, step: str, error: Exception) -> bool:
-    """Fail the run at once on an error nobody planned for: one line on the run, the traceback in the log.
-
-    The run's account can then sync again; left running, the watchdog would
-    only resume the same error every lease.
-    """
-    with bind_run(run_id):
-        log.error("internal error while %s", step, exc_info=error)
-        try:
-            return drain.patiently(run_fail, run_id=run_id, reason=internal_reason(step, error),
-                                   category=ErrorCategory.INTERNAL)
-        except Exception:  # the database is away for good: the watchdog resumes the run, a bounded number of times
-            log.exception("could not record the failure of the run")
-            return False
-
-
-def run_cancel(*, run_id: int, who: str = "") -> bool:
-    """Stop a queued or running run: no new work starts, finished attempts are kept."""
-    reason = f"cancelled by {who}" if who else "cancelled"
-    return _run_stop(run_id=run_id, status=RunStatus.CANCELLED, reason=reason)
-
-
-def _run_stop(*, run_id: int, status: str, reason: str, category: str = "") -> bool:
-    now = timezone.now()
-    with transaction.atomic():
-        stopped = SyncRun.objects.filter(pk=run_id, status__in=ACTIVE_RUN_STATUSES).update(
-            status=status, finished_at=now, error_message=reason[:1000],
-        )
-        if not stopped:
-            return False
-        pending = SyncAttempt.objects.filter(run_id=run_id, status=AttemptStatus.PENDING)
-        if status == RunStatus.CANCELLED:
-            janitor.attempts_cancel(attempts=pending, message=reason, now=now)
-        else:
-            janitor.attempts_fail(run_id=run_id, attempts=pending, message=f"not attempted: {reason}",
-                                  category=category, now=now)
-    with bind_run(run_id):
-        log.warning("run %s: %s", status, reason)
-    return True
 
 
 def _add_counters(run_id: int, stats: CallStats) -> None:

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django_q.models import Schedule
 
 from campaigns.models import AttemptStatus, RunStatus, SyncRun
-from syncer.tasks import fan_out_shape
+from syncer.queueing import fan_out_shape
 from tests import cluster
 from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
 from tests.queue import queued_tasks

@@ -9,6 +9,7 @@ fields); the comment says so.
 """
 from __future__ import annotations
 
+import functools
 import io
 import secrets
 import threading
@@ -28,7 +29,7 @@ from campaigns.models import (
     SyncRun,
     Trigger,
 )
-from syncer import drain, services, tasks
+from syncer import drain, queueing, services, tasks
 from syncer.cluster_keys import MISMATCH, key_fingerprint
 from syncer.failures import not_queued_reason
 from syncer.services import SyncRefused, run_retry_failed, sync_run_start, sync_runs_start
@@ -130,7 +131,7 @@ def test_the_command_fails_its_run_in_one_line_on_an_unexpected_error(fake_platf
 
 def test_a_foreground_drain_slice_that_meets_an_unexpected_error_fails_its_run(fake_platform, account, settings,
                                                                                monkeypatch):
-    # A worker with no room to host threads drains in the foreground (syncer/tasks.py); the error is provoked.
+    # A worker with no room to host threads drains in the foreground (syncer/hosting.py); the error is provoked.
     settings.SYNC = {**settings.SYNC, "THREADS_PER_WORKER": 1}
     run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test")
     assert services.run_prepare(run_id=run.pk)
@@ -218,7 +219,7 @@ def broker_down(monkeypatch):
     def down(patch) -> None:
         patch.setattr(Conf, "ORM", None)
         patch.setattr(Conf, "REDIS", f"redis://127.0.0.1:{free_port()}/0")
-        patch.setattr(tasks, "_brokers", {})
+        patch.setattr(queueing, "broker_for", functools.lru_cache(maxsize=8)(queueing.get_broker))
 
     return down
 
@@ -256,7 +257,7 @@ def test_the_status_page_says_which_run_the_broker_would_not_take(fake_platform,
 def test_sync_now_on_many_accounts_queues_the_others_when_one_enqueue_fails(make_account, client_as, monkeypatch):
     accounts = [make_account(slug=slug) for slug in ("alpha", "bravo", "charlie")]
     runs_of_bravo = SyncRun.objects.filter(account=accounts[1])
-    real_async_task = tasks.async_task
+    real_async_task = queueing.async_task
 
     def broker_refusing_bravo(func, run_id, *args, **kwargs):
         # A mock: one broker that fails for one task of several is no state a real broker can be put in.
@@ -264,7 +265,7 @@ def test_sync_now_on_many_accounts_queues_the_others_when_one_enqueue_fails(make
             raise ConnectionError("Error 111 connecting to redis:6379. Connection refused.")
         return real_async_task(func, run_id, *args, **kwargs)
 
-    monkeypatch.setattr(tasks, "async_task", broker_refusing_bravo)
+    monkeypatch.setattr(queueing, "async_task", broker_refusing_bravo)
     not_queued = not_queued_reason(ConnectionError())  # its hint names the broker this suite runs on
     response = client_as("staff_trigger").post(
         "/admin/campaigns/adaccount/", {"action": "sync_now", "_selected_action": [a.pk for a in accounts],

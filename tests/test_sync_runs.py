@@ -287,11 +287,11 @@ def test_the_watchdog_resumes_a_run_whose_worker_went_silent_but_not_one_whose_s
 
     from django.utils import timezone
 
-    from syncer import recovery, tasks
+    from syncer import recovery
 
     queued = []
-    monkeypatch.setattr(tasks, "prepare_enqueue", queued.append)
-    monkeypatch.setattr(tasks, "run_fan_out", queued.append)
+    monkeypatch.setattr(recovery, "prepare_enqueue", queued.append)
+    monkeypatch.setattr(recovery, "run_fan_out", queued.append)
     settings.SYNC = {**settings.SYNC, "LEASE_SECONDS": 30}
     now = timezone.now()
     silent = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test", enqueue=False)
@@ -372,7 +372,7 @@ def test_when_the_work_left_is_claimed_elsewhere_one_thread_of_a_drain_waits_for
 ])
 def test_a_run_is_split_over_drain_tasks_only_when_one_would_not_keep_up_with_its_budget(
         make_account, settings, rate_limit, concurrency, shape):
-    from syncer.tasks import fan_out_shape
+    from syncer.queueing import fan_out_shape
 
     settings.SYNC = {**settings.SYNC, "FAN_OUT": 2}
     run = sync_run_start(account=make_account(rate_limit=rate_limit), trigger=Trigger.COMMAND, concurrency=concurrency)
@@ -416,18 +416,20 @@ def test_starting_many_accounts_at_once_refuses_only_the_busy_one_and_queues_the
 
 def test_queueing_many_runs_builds_one_broker_per_queue_not_one_per_task(monkeypatch):
     """django-q2 builds a broker per task unless given one: with Redis, a new connection each time."""
+    import functools
+
     from django_q.conf import Conf
 
-    from syncer import tasks
+    from syncer import queueing
 
     built: list[str] = []
-    real_get_broker = tasks.get_broker
-    monkeypatch.setattr(tasks, "_brokers", {})
-    monkeypatch.setattr(tasks, "get_broker", lambda: built.append(Conf.CLUSTER_NAME) or real_get_broker())
+    real_get_broker = queueing.get_broker
+    counting = functools.lru_cache(maxsize=8)(lambda name: built.append(name) or real_get_broker(name))
+    monkeypatch.setattr(queueing, "broker_for", counting)
     for index in range(3):
-        tasks.prepare_enqueue(1000 + index)
+        queueing.prepare_enqueue(1000 + index)
     monkeypatch.setattr(Conf, "CLUSTER_NAME", f"{Conf.CLUSTER_NAME}-other")
-    tasks.prepare_enqueue(2000)
+    queueing.prepare_enqueue(2000)
     assert len(built) == 2 and built[0] != built[1], "one per queue name"
 
 
