@@ -14,8 +14,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django_q.models import Schedule
 
-from campaigns.models import AttemptStatus, RunStatus, SyncRun
+from campaigns.models import AttemptStatus, RunStatus, SyncRun, Trigger
 from syncer.queueing import fan_out_shape
+from syncer.services import sync_run_start
 from tests import cluster
 from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
 from tests.queue import queued_tasks
@@ -207,6 +208,27 @@ def test_a_second_async_while_one_is_queued_is_refused(account):
     assert code == 2
     assert f"already syncing (run #{queued.pk} is queued)" in out
     assert SyncRun.objects.count() == 1 and len(queued_tasks()) == 1
+
+
+def test_all_accounts_async_queues_every_account_in_one_go_and_skips_the_busy_one(make_account):
+    _, busy, _ = (make_account(slug=slug) for slug in ("alpha", "bravo", "charlie"))
+    running = sync_run_start(account=busy, trigger=Trigger.ADMIN, triggered_by="ops")
+    code, out = sync_command("--all-accounts", "--async")
+    assert code == 0, out
+    started = {run.account.slug: run for run in SyncRun.objects.exclude(pk=running.pk)}
+    assert set(started) == {"alpha", "charlie"}
+    assert all(run.status == RunStatus.QUEUED for run in started.values())
+    assert f"Run #{started['alpha'].pk} queued for account 'alpha'" in out
+    assert f"Skipped 'bravo': account 'bravo' is already syncing (run #{running.pk} is queued)" in out
+    assert sorted(task["args"][0] for task in queued_tasks()) == sorted(run.pk for run in started.values())
+
+
+@pytest.mark.parametrize("args", [("--all-accounts",), ("--all-accounts", "--async", "--account", "acme"),
+                                  ("--all-accounts", "--async", "--wait")])
+def test_all_accounts_without_async_or_with_one_account_options_exits_2_saying_why(account, args):
+    code, out = sync_command(*args)
+    assert code == 2 and "--all-accounts goes with --async" in out, out
+    assert not SyncRun.objects.exists() and not queued_tasks()
 
 
 def test_schedule_creates_then_updates_one_periodic_sync(account):

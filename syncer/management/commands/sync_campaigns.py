@@ -7,7 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from campaigns.models import RunStatus, SyncRun, Trigger
+from campaigns.models import AdAccount, RunStatus, SyncRun, Trigger
 from syncer.accounts import AccountNotFound, account_get
 from syncer.logs import console_for_command
 from syncer.progress import follow, summary_lines
@@ -19,6 +19,7 @@ from syncer.services import (
     run_fail_internal,
     run_retry_failed,
     sync_run_start,
+    sync_runs_start,
 )
 from syncer.validation import CONCURRENCY_MAX
 
@@ -34,6 +35,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--account", metavar="SLUG", help="the account to sync (default: the AD_PLATFORM_* one)")
+        parser.add_argument("--all-accounts", action="store_true",
+                            help="with --async: start every account's run in one go, as 'Sync now' on all "
+                                 "accounts does; an account already syncing is skipped")
         parser.add_argument("--campaign", metavar="ID", action="append", dest="campaigns",
                             help="sync only this platform campaign id (repeatable)")
         parser.add_argument("--retry-failed", metavar="RUN_ID", nargs="?", const="latest",
@@ -55,6 +59,8 @@ class Command(BaseCommand):
         try:
             if options["schedule"] is not None or options["unschedule"]:
                 return self._schedule(options)
+            if options["all_accounts"]:
+                return self._start_all(options)
             run = self._start(options)
         except (AccountNotFound, SyncRefused, ImproperlyConfigured, ValueError) as error:
             raise CommandError(str(error), returncode=EXIT_FATAL) from None
@@ -79,6 +85,32 @@ class Command(BaseCommand):
                                     triggered_by=who, concurrency=options["concurrency"], enqueue=enqueue)
         return sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by=who,
                               campaign_ids=options["campaigns"], concurrency=options["concurrency"], enqueue=enqueue)
+
+    def _start_all(self, options) -> None:
+        """Queue a run for every account in one transaction; say per account what became of it."""
+        clashing = [f"--{name}" for name, given in (
+            ("account", options["account"]), ("campaign", options["campaigns"]),
+            ("retry-failed", options["retry_failed"]), ("wait", options["wait"])) if given]
+        if not options["background"] or clashing:
+            raise ValueError("--all-accounts goes with --async (the task cluster runs the syncs)"
+                             + (f" and without {', '.join(clashing)}" if clashing else ""))
+        accounts = list(AdAccount.objects.order_by("slug"))
+        if not accounts:
+            raise ValueError("there is no ad account yet: add one in the admin or set AD_PLATFORM_URL")
+        started = sync_runs_start(accounts=accounts, trigger=Trigger.COMMAND, triggered_by="manage.py sync_campaigns",
+                                  enqueue=True)
+        failed = 0
+        for account, run in zip(accounts, started, strict=True):
+            if isinstance(run, SyncRun):
+                self.stdout.write(f"Run #{run.pk} queued for account {account.slug!r} on the task cluster")
+            elif run.failed_run is None:
+                self.stdout.write(f"Skipped {account.slug!r}: {run}")
+            else:
+                failed += 1
+                self.stderr.write(str(run))
+        if failed:
+            raise CommandError(f"{failed} of {len(accounts)} runs could not be queued (see above)",
+                               returncode=EXIT_FATAL)
 
     def _schedule(self, options) -> None:
         account = account_get(slug=options["account"])
