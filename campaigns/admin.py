@@ -80,7 +80,7 @@ class ReadOnlyRecordMixin:
 @admin.register(AdAccount)
 class AdAccountAdmin(TriggerSyncMixin, admin.ModelAdmin):
     form = AdAccountForm
-    list_display = ["name", "slug", "base_url", "client_id", "rate_limit", "has_password"]
+    list_display = ["name", "slug", "platform", "base_url", "client_id", "rate_limit", "has_password"]
     search_fields = ["name", "slug", "client_id"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["has_password", "created_at", "updated_at"]

@@ -24,7 +24,8 @@ class AdAccountForm(forms.ModelForm):
 
     class Meta:
         model = AdAccount
-        fields = ["name", "slug", "base_url", "email", "password", "client_id", "rate_limit", "sync_schedule"]
+        fields = ["name", "slug", "platform", "base_url", "email", "password", "client_id", "rate_limit",
+                  "sync_schedule"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -43,6 +43,13 @@ class AdAccountQuerySet(models.QuerySet):
         return super().update(**fields)
 
 
+class PlatformKind(models.TextChoices):
+    """The dialects the syncer speaks (syncer/platforms/: one adapter each, under the same names)."""
+
+    REFERENCE = "reference", "Reference (offset pages, 429s)"
+    METERED = "metered", "Metered (cursor pages, usage headers, throttles in the body)"
+
+
 class AdAccount(models.Model):
     """One login on the ad platform, with its own client id and rate budget.
 
@@ -54,6 +61,8 @@ class AdAccount(models.Model):
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
+    platform = models.CharField(max_length=20, choices=PlatformKind.choices, default=PlatformKind.REFERENCE,
+                                help_text="The platform's dialect: how it lists, throttles and reports its budget.")
     base_url = models.URLField(max_length=500)
     email = models.CharField(max_length=254)
     encrypted_password = models.TextField(blank=True, editable=False)
@@ -334,6 +343,10 @@ class ApiClient(models.Model):
         default=0, help_text="Calls per window its accounts' budgets allow together (fewest calls); 0: no budget.")
     configured_window_seconds = models.FloatField(
         default=0.0, help_text="The window of that budget, in seconds (the longest of its accounts').")
+    learned_calls = models.PositiveIntegerField(
+        default=0, help_text="Calls per window the platform's answers say it allows, when fewer than configured; "
+                             "0: pace to the configured budget.")
+    learned_at = models.DateTimeField(null=True, blank=True, help_text="When the learned budget last changed.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["base_url", "client_id"], name="api_client_unique")]
@@ -351,6 +364,19 @@ class ApiClient(models.Model):
         if not self.configured_calls:
             return None
         return RateBudget(calls=self.configured_calls, window_seconds=self.configured_window_seconds)
+
+    @property
+    def learned_budget(self) -> RateBudget | None:
+        """The budget the platform says it allows, when it is lower than the configured one."""
+        if not self.configured_calls or not 0 < self.learned_calls < self.configured_calls:
+            return None
+        return RateBudget(calls=self.learned_calls, window_seconds=self.configured_window_seconds)
+
+    @property
+    def budget_note(self) -> str | None:
+        """"the platform allows 6/60s; configured 10/60s" while it allows less than configured, else None."""
+        learned = self.learned_budget
+        return f"the platform allows {learned}; configured {self.configured_budget}" if learned else None
 
 
 class RateSlot(models.Model):

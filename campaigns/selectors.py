@@ -16,6 +16,7 @@ from django_q.status import Stat
 from campaigns.models import (
     ACTIVE_RUN_STATUSES,
     AdAccount,
+    ApiClient,
     AttemptStatus,
     Campaign,
     RunStatus,
@@ -48,6 +49,7 @@ class AccountStatus:
     campaigns: int
     failed_campaigns: int
     run: SyncRun | None  # the active run, else the latest one
+    budget_note: str | None = None  # the platform allows less than configured (ApiClient.budget_note)
     health: CallHealth = field(default_factory=CallHealth)
     now: datetime = field(default_factory=timezone.now)
 
@@ -112,6 +114,8 @@ def account_statuses(*, now: datetime) -> list[AccountStatus]:
     counts = _campaign_counts()
     runs = SyncRun.objects.in_bulk([account.current_run_id for account in accounts if account.current_run_id])
     latencies = run_latencies(run_ids=list(runs))
+    learned = {(client.base_url, client.client_id): client.budget_note
+               for client in ApiClient.objects.filter(learned_calls__gt=0)}
     statuses = []
     for account in accounts:
         run = runs.get(account.current_run_id)
@@ -121,6 +125,7 @@ def account_statuses(*, now: datetime) -> list[AccountStatus]:
             account=account, last_success_at=account.last_success_at,
             campaigns=sum(counts[account.pk].values()), failed_campaigns=counts[account.pk][SyncStatus.FAILED],
             run=run, health=call_health(latencies.get(run.pk, []) if run else []), now=now,
+            budget_note=learned.get(ApiClient.key_of(account)),
         ))
     return statuses
 

@@ -166,6 +166,7 @@ def account_json(status: selectors.AccountStatus) -> dict:
         "id": status.account.pk, "slug": status.account.slug, "name": status.account.name,
         "last_success_at": _iso(status.last_success_at), "freshness_seconds": status.freshness_seconds,
         "campaigns": status.campaigns, "failed_campaigns": status.failed_campaigns,
+        "platform": status.account.platform, "budget": status.account.rate_limit, "budget_note": status.budget_note,
         "run": current_run_json(status) if run else None,
         "display": account_display(status),
     }
@@ -185,7 +186,7 @@ def current_run_json(status: selectors.AccountStatus) -> dict:
 def account_display(status: selectors.AccountStatus) -> dict:
     run, health = status.run, status.health
     display = {"freshness": ago(status.last_success_at, status.now), "campaigns": str(status.campaigns),
-               "failed_campaigns": str(status.failed_campaigns)}
+               "failed_campaigns": str(status.failed_campaigns), "budget_note": status.budget_note or ""}
     if run is None:
         return display
     return {

@@ -245,6 +245,8 @@ AD_PLATFORM = {
     "PASSWORD": env.str("AD_PLATFORM_PASSWORD", default="demo-password"),
     "CLIENT_ID": _client_id("AD_PLATFORM_CLIENT_ID", "campaign-sync"),
     "RATE_LIMIT": _budget("AD_PLATFORM_RATE_LIMIT", "10/60s"),
+    # The dialect (syncer/platforms/); the names are AdAccount.platform's.
+    "KIND": _choice("AD_PLATFORM_KIND", "reference", ("reference", "metered")),
 }
 
 SYNC = {

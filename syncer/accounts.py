@@ -31,7 +31,7 @@ def account_default_get() -> AdAccount:
     platform = settings.AD_PLATFORM
     wanted = {
         "name": "Default account", "base_url": platform["URL"], "email": platform["EMAIL"],
-        "client_id": platform["CLIENT_ID"], "rate_limit": platform["RATE_LIMIT"],
+        "client_id": platform["CLIENT_ID"], "rate_limit": platform["RATE_LIMIT"], "platform": platform["KIND"],
     }
     account = AdAccount.objects.filter(slug=DEFAULT_SLUG).first()
     if account is None:
@@ -68,7 +68,7 @@ def client_settings_for(account: AdAccount, *, pool_size: int | None = None) -> 
         client_id=account.client_id, connect_timeout=sync["CONNECT_TIMEOUT"], read_timeout=sync["REQUEST_TIMEOUT"],
         max_attempts=sync["MAX_ATTEMPTS"], max_wait=sync["MAX_WAIT"], backoff_base=sync["BACKOFF_BASE"],
         backoff_cap=sync["BACKOFF_CAP"], max_outage=sync["MAX_OUTAGE"], pool_size=pool_size or sync["CONCURRENCY"],
-        max_body_mb=sync["MAX_BODY_MB"],
+        max_body_mb=sync["MAX_BODY_MB"], platform=account.platform,
     )
 
 

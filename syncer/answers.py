@@ -1,4 +1,4 @@
-"""The platform's answers as the client reads them: a body never read past its cap, what a status means, JSON.
+"""The platform's answers as the client reads them: a body never read past its cap, JSON, a Retry-After.
 
 Pure Python (requests only), no Django.
 """
@@ -11,8 +11,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-
-from syncer.errors import BAD_RESPONSE, CLIENT_ERROR, RATE_LIMITED, SERVER_ERROR, PlatformError
 
 MAX_INTEGER_DIGITS = 30  # longer JSON integers are kept as text: no count or budget is that long
 CHUNK_BYTES = 64 * 1024
@@ -48,35 +46,6 @@ def read_answer(response: requests.Response, *, max_bytes: int) -> Answer:
         return Answer(response.status_code, response.headers, b"".join(chunks))
     finally:
         response.close()
-
-
-def api_body(answer: Answer, *, max_wait: float) -> dict:
-    """The JSON object of a 2xx answer, or the PlatformError its status or body means (a 401 is the caller's)."""
-    status = answer.status
-    if status == 429:
-        raise _rate_limited(answer, max_wait)
-    if status >= 500:
-        raise PlatformError(SERVER_ERROR, f"the platform failed with HTTP {status}", http_status=status,
-                            retryable=True)
-    if status == 404:
-        raise PlatformError(CLIENT_ERROR, "not found on the platform (404): it may have been deleted",
-                            http_status=status)
-    if status >= 400:
-        raise PlatformError(CLIENT_ERROR, f"the platform refused the request with HTTP {status}", http_status=status)
-    body = json_object(answer.body)
-    if body is None:
-        raise PlatformError(BAD_RESPONSE, f"the platform answered HTTP {status} with a body that is not a "
-                                          "JSON object", http_status=status, retryable=True)
-    return body
-
-
-def _rate_limited(answer: Answer, max_wait: float) -> PlatformError:
-    wait = retry_after_seconds(answer)
-    if wait is not None and wait > max_wait:
-        return PlatformError(RATE_LIMITED, f"rate limited (429) and told to wait {wait:.0f} s, more than the "
-                                           f"{max_wait:.0f} s cap (SYNC_MAX_WAIT)", http_status=429)
-    return PlatformError(RATE_LIMITED, "rate limited by the platform (429)", http_status=429, retryable=True,
-                         retry_after=wait)
 
 
 def json_object(body: bytes) -> dict | None:

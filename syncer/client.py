@@ -1,14 +1,15 @@
-"""The only code that speaks HTTP to the ad platform.
+"""The only code that speaks HTTP to an ad platform, the same for every dialect.
 
-One pooled `requests.Session`, connect and read timeouts on every call, one
+What to send and what an answer means is the account's platform adapter's
+(syncer/platforms/); the rest is here: one pooled `requests.Session`, connect and read timeouts on every call, one
 bearer token shared by the client's threads and replaced when refused
-(syncer/tokens.py), pages read by the contract's stop rules (syncer/pages.py), bodies never
-read past SYNC_MAX_BODY_MB (syncer/answers.py), retries with full-jitter
-exponential backoff (or the wait the platform asks for) on 429, 5xx,
-timeouts, resets and malformed bodies, and an outage breaker that holds all
-the client's calls while the platform is down (syncer/breaker.py). Every
-`/api/*` call, retries included, first takes a slot from the account's rate
-limiter.
+(syncer/tokens.py), bodies never read past SYNC_MAX_BODY_MB
+(syncer/answers.py), retries with full-jitter exponential backoff on 5xx,
+timeouts, resets and malformed bodies, throttles waited out as told (they
+cost no try), and an outage breaker that holds all the client's calls while
+the platform is down (syncer/breaker.py). Every data call, retries
+included, first takes a slot from the platform client's rate limiter, which
+hears what each answer says of the platform's real budget.
 
 It knows nothing of Django models: callers pass settings in and get plain
 data or a `PlatformError` back, with a message that is safe to show.
@@ -16,21 +17,19 @@ data or a `PlatformError` back, with a message that is safe to show.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from syncer.answers import Answer, BodyTooLarge, api_body, read_answer
+from syncer.answers import Answer, BodyTooLarge, read_answer
 from syncer.breaker import Breaker, Held, OutageTooLong, Pass, TurnWatch
-from syncer.errors import (  # noqa: F401 (re-exported: callers import them from here)
+from syncer.errors import (
     AUTH,
     BAD_RESPONSE,
     CLIENT_ERROR,
@@ -41,39 +40,25 @@ from syncer.errors import (  # noqa: F401 (re-exported: callers import them from
     PlatformError,
 )
 from syncer.logs import forget_secret, register_secret
-from syncer.pages import Page, read_page
+from syncer.pacing import Limiter, NoLimit, Permit
+from syncer.platforms import DEFAULT_PLATFORM, platform_named
+from syncer.platforms.base import (
+    OK,
+    OUTAGE,
+    PERMANENT,
+    THROTTLED,
+    TOKEN_REFUSED,
+    BudgetSignal,
+    Page,
+    Request,
+    Verdict,
+)
 from syncer.tokens import AccessWithdrawn, Lease, TokenKeeper
 
 log = logging.getLogger(__name__)
 
 MAX_PAGES = 10_000  # a platform that never stops saying has_more still ends (SYNC_MAX_PAGES sets a listing's)
 MAX_REFUSALS_PER_CALL = 50  # 401s one call may meet while other calls go through: a safety net, never seen in churn
-
-
-class Permit(Protocol):
-    # The call (GET: a listing page, POST: a sync) left at `at` and was answered at `answered_at`
-    # (None: no answer), both time.time().
-    def sent(self, method: str, at: float, answered_at: float | None) -> None: ...
-
-
-class Limiter(Protocol):
-    def acquire(self) -> Permit: ...
-
-    # Wait until this thread's next call is the next for the budget; that call's `acquire` ends the turn.
-    def turn(self) -> AbstractContextManager[None]: ...
-
-
-class _FreePermit:
-    def sent(self, method: str, at: float, answered_at: float | None) -> None:
-        return None
-
-
-class NoLimit:
-    def acquire(self) -> Permit:
-        return _FreePermit()
-
-    def turn(self) -> AbstractContextManager[None]:
-        return nullcontext()
 
 
 @dataclass
@@ -105,6 +90,7 @@ class ClientSettings:
     max_outage: float = 300.0
     pool_size: int = 10
     max_body_mb: float = 10.0
+    platform: str = DEFAULT_PLATFORM  # the dialect (syncer/platforms/)
 
 
 class PlatformClient:
@@ -112,6 +98,7 @@ class PlatformClient:
                  on_outage: Callable[[float | None], None] | None = None) -> None:
         """`on_outage` hears when an outage begins (its wall time) and when it ends (None)."""
         self.settings = settings
+        self.platform = platform_named(settings.platform)
         self.base_url = settings.base_url.rstrip("/")
         self.limiter = TurnWatch(limiter or NoLimit())
         self.session = requests.Session()
@@ -149,29 +136,30 @@ class PlatformClient:
 
     def iter_pages(self, *, page_size: int, stats: CallStats, max_pages: int = MAX_PAGES) -> Iterator[Page]:
         """Yield the pages of campaigns until one `is_last`, or `max_pages` of them (the last yielded then is not)."""
+        after = None
         for number in range(1, max_pages + 1):
-            body = self._call("GET", "/api/campaigns", stats=stats, params={"page": number, "limit": page_size})
+            request = self.platform.list_request(page_size=page_size, number=number, after=after)
+            body = self._call(request, stats=stats)
             try:
-                page = read_page(body, number, page_size)
+                page = self.platform.page_read(body, number=number, page_size=page_size)
             except ValueError as error:
                 raise PlatformError(BAD_RESPONSE, str(error)) from None
             stats.pages += 1
             yield page
             if page.is_last:
                 return
+            after = page.after
         log.warning("the campaign list still says there is more after %s pages: stopped at the page cap", max_pages)
 
     def sync_campaign(self, platform_id: str, *, stats: CallStats) -> None:
         """Ask the platform to sync one campaign; raise PlatformError unless it confirms."""
-        path = f"/api/campaigns/{quote(platform_id, safe='')}/sync"
-
         def confirmed(body: dict) -> dict:
-            if body.get("success") is not True:
-                raise PlatformError(BAD_RESPONSE, "the platform did not confirm the sync (success is not true)",
+            if not self.platform.sync_confirmed(body):
+                raise PlatformError(BAD_RESPONSE, "the platform did not confirm the sync",
                                     http_status=stats.last_status, retryable=True)
             return body
 
-        self._call("POST", path, stats=stats, json={"campaign_id": platform_id}, check=confirmed)
+        self._call(self.platform.sync_request(platform_id), stats=stats, check=confirmed)
 
     def check_connection(self) -> Page:
         """Get a token and the first page: proves the URL, the credentials and the budget."""
@@ -180,14 +168,13 @@ class PlatformClient:
 
     # --- tries ----------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, stats: CallStats,
-              check: Callable[[dict], dict] | None = None, **kwargs: Any) -> dict:
-        """One logical /api call, to its end: its tries, token refreshes and waits in an outage."""
+    def _call(self, request: Request, *, stats: CallStats, check: Callable[[dict], dict] | None = None) -> dict:
+        """One logical data call, to its end: its tries, throttles, token refreshes and waits in an outage."""
         self._refuse_unsendable_client_id()
         call = _Call(stats, began=time.monotonic())
 
         def one_try() -> dict:
-            body = self._api_try(method, path, call, **kwargs)
+            body = self._api_try(request, call)
             return check(body) if check else body
 
         try:
@@ -204,14 +191,20 @@ class PlatformClient:
                                 http_status=401, fatal=True) from None
 
     def _with_tries(self, one_try: Callable[[], dict], call: _Call) -> dict:
-        """Run `one_try` until it succeeds; a failure spends a try unless the breaker held it or a token was refused."""
-        tries, waited = 0, 0.0
+        """Run `one_try` until it succeeds; a failure spends a try unless the breaker held it, a token was
+        refused or the platform throttled it (then it waits as told, within SYNC_MAX_WAIT in all)."""
+        tries, waited, throttles = 0, 0.0, 0
         while True:
             call.sent = False
             try:
                 return one_try()
             except (Held, _TokenRefused):
                 pass  # a held call waits in the breaker at its next try; a refused token is replaced there
+            except _Throttled as throttle:
+                throttles += 1
+                wait = self._throttle_wait(throttle, throttles, waited)
+                time.sleep(wait)
+                waited += wait
             except PlatformError as error:
                 tries += 1
                 if not error.retryable or tries >= self.settings.max_attempts or waited >= self.settings.max_wait:
@@ -221,6 +214,20 @@ class PlatformClient:
                 waited += wait
             if call.sent:
                 call.stats.retries += 1
+
+    def _throttle_wait(self, throttle: _Throttled, throttles: int, waited: float) -> float:
+        """The wait the platform asked for (else backoff); RATE_LIMITED when it is past SYNC_MAX_WAIT."""
+        cap = self.settings.max_wait
+        if throttle.wait is not None and throttle.wait > cap:
+            raise PlatformError(RATE_LIMITED, f"{throttle.message} and told to wait {throttle.wait:.0f} s, more "
+                                              f"than the {cap:.0f} s cap (SYNC_MAX_WAIT)", http_status=throttle.status)
+        if waited >= cap:
+            raise PlatformError(RATE_LIMITED, f"{throttle.message}, still after waiting {waited:.0f} s "
+                                              "(SYNC_MAX_WAIT)", http_status=throttle.status)
+        wait = throttle.wait
+        if wait is None:
+            wait = random.uniform(0, min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (throttles - 1)))
+        return max(0.0, min(wait, cap - waited))
 
     def _wait_seconds(self, error: PlatformError, tries: int, waited: float) -> float:
         """The platform's requested wait when it gives one, else full-jitter exponential backoff; capped."""
@@ -239,30 +246,52 @@ class PlatformClient:
 
     # --- one try: the breaker, a rate slot, a token, the exchange -------------------
 
-    def _api_try(self, method: str, path: str, call: _Call, **kwargs: Any) -> dict:
+    def _api_try(self, request: Request, call: _Call) -> dict:
         ticket = self.breaker.enter(holds_turn=self.limiter.holds_turn())
-        permit = self.limiter.acquire()  # every /api/* call, retries included, spends budget
+        permit = self.limiter.acquire()  # every data call, retries included, spends budget
         try:
             if not self.breaker.admit(ticket):
                 raise Held()  # it opened while this call waited for its slot
             lease = self._tokens.lease(lambda: self._fetch_token(call, ticket), call_began=call.began)
         except BaseException:
-            permit.sent(method, time.time(), None)  # no call on this slot: dated now, as if one had gone
+            permit.sent(request.method, time.time(), None)  # no call on this slot: dated now, as if one had gone
             self.breaker.abandon(ticket)
             raise
-        headers = {"Authorization": f"Bearer {lease.token}", "X-Client-ID": self.settings.client_id}
+        headers = {**request.headers, "Authorization": f"Bearer {lease.token}", "X-Client-ID": self.settings.client_id}
         try:
-            answer = self._exchange(ticket, method, path, call, headers, permit=permit, data_call=True, **kwargs)
+            answer, verdict = self._exchange(ticket, request, call, headers, permit=permit, data_call=True)
         except BaseException:
             self._tokens.settle(lease, refused=None)
             raise
-        self._settle_token(lease, answer, call)
-        return api_body(answer, max_wait=self.settings.max_wait)
+        self._learn(answer, verdict)
+        self._settle_token(lease, verdict, call)
+        return self._body_of(answer, verdict)
 
-    def _settle_token(self, lease: Lease, answer: Answer, call: _Call) -> None:
-        """Tell the token keeper what became of its token; a 401 is tried again with a new one, spending no try."""
-        self._tokens.settle(lease, refused=_token_refused(answer.status))
-        if answer.status != 401:
+    def _body_of(self, answer: Answer, verdict: Verdict) -> dict:
+        """The body of an OK answer, or what its verdict means: a throttle to wait out, or the PlatformError."""
+        if verdict.kind == OK:
+            return verdict.body
+        if verdict.kind == THROTTLED:
+            raise _Throttled(verdict.wait, verdict.message, answer.status)
+        if verdict.kind == OUTAGE:
+            raise PlatformError(SERVER_ERROR, verdict.message, http_status=answer.status, retryable=True)
+        raise PlatformError(verdict.category or CLIENT_ERROR, verdict.message, http_status=answer.status,
+                            retryable=verdict.kind != PERMANENT)
+
+    def _learn(self, answer: Answer, verdict: Verdict) -> None:
+        """Tell the limiter what the answer says of the platform's real budget: its headers, or a throttle."""
+        signal = self.platform.budget_signal(answer)
+        if verdict.kind == THROTTLED:
+            signal = dataclasses.replace(signal or BudgetSignal(), throttled=True)
+        if signal is not None:
+            self.limiter.learn(signal)
+
+    def _settle_token(self, lease: Lease, verdict: Verdict, call: _Call) -> None:
+        """Tell the token keeper what became of its token; a refused one is tried again with a new one, spending
+        no try. A throttle or an outage says nothing of the token (a throttle is told before it is looked at)."""
+        refused = None if verdict.kind in (THROTTLED, OUTAGE) else verdict.kind == TOKEN_REFUSED
+        self._tokens.settle(lease, refused=refused)
+        if not refused:
             return
         call.refusals += 1
         if call.refusals >= MAX_REFUSALS_PER_CALL:
@@ -271,26 +300,24 @@ class PlatformClient:
         raise _TokenRefused()
 
     def _fetch_token(self, call: _Call, ticket: Pass) -> tuple[str, float]:
-        answer = self._exchange(ticket, "POST", "/auth/token", call, {"Authorization": f"Basic {self._basic}"})
-        if answer.status == 401:
-            raise PlatformError(AUTH, "the platform rejected the account's credentials "
-                                      "(email or password; 401 on /auth/token); "
-                                      "fix AD_PLATFORM_EMAIL / AD_PLATFORM_PASSWORD or the account in the admin",
-                                http_status=401, fatal=True)
-        body = api_body(answer, max_wait=self.settings.max_wait)
-        token, lifetime = body.get("access_token"), body.get("expires_in", 3600)
-        if not isinstance(token, str) or not token or isinstance(lifetime, bool) \
-                or not isinstance(lifetime, (int, float)) or lifetime <= 0:
-            raise PlatformError(BAD_RESPONSE, "the token endpoint answered without a usable access_token",
+        request = self.platform.token_request(login=self.settings.email, secret=self.settings.password,
+                                              basic=self._basic)
+        answer, verdict = self._exchange(ticket, request, call, dict(request.headers))
+        refusal = self.platform.credentials_refused(answer)
+        if refusal:
+            raise PlatformError(AUTH, refusal, http_status=answer.status, fatal=True)
+        token = self.platform.token_read(self._body_of(answer, verdict))
+        if token is None:
+            raise PlatformError(BAD_RESPONSE, "the token endpoint answered without a usable access token",
                                 http_status=answer.status, retryable=True)
-        return token, float(lifetime)
+        return token
 
-    def _exchange(self, ticket: Pass, method: str, path: str, call: _Call, headers: dict, *,
-                  permit: Permit | None = None, data_call: bool = False, **kwargs: Any) -> Answer:
-        """One HTTP exchange, told to the breaker; Held when it failed in an outage (then no try is spent)."""
+    def _exchange(self, ticket: Pass, request: Request, call: _Call, headers: dict, *,
+                  permit: Permit | None = None, data_call: bool = False) -> tuple[Answer, Verdict]:
+        """One HTTP exchange and its verdict, told to the breaker; Held when it failed in an outage (no try spent)."""
         sent_at = time.monotonic()
         try:
-            answer = self._http(method, path, call, headers, permit=permit, **kwargs)
+            answer = self._http(request, call, headers, permit=permit)
         except PlatformError as error:
             if error.category not in (TIMEOUT, NETWORK):
                 self._reached = self._reached or data_call
@@ -302,25 +329,26 @@ class PlatformClient:
         except BaseException:
             self.breaker.abandon(ticket)
             raise
-        if answer.status < 500:
-            call.stats.rate_limited += answer.status == 429
+        verdict = self.platform.classify(answer, data_call=data_call)
+        if verdict.kind != OUTAGE:
+            call.stats.rate_limited += verdict.kind == THROTTLED
             self._reached = self._reached or data_call
             self.breaker.answered(ticket, sent_at=sent_at)
-            return answer
+            return answer, verdict
         call.stats.server_errors += 1
         if self._reached and self.breaker.failed(ticket, sent_at=sent_at):
             raise Held()
-        return answer
+        return answer, verdict
 
-    def _http(self, method: str, path: str, call: _Call, headers: dict, *,
-              permit: Permit | None = None, **kwargs: Any) -> Answer:
+    def _http(self, request: Request, call: _Call, headers: dict, *, permit: Permit | None = None) -> Answer:
         call.stats.requests += 1
         call.sent = True
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         started, sent_at, answered_at = time.monotonic(), time.time(), None
         try:
-            response = self.session.request(method, self.base_url + path, headers=headers, timeout=timeout,
-                                            proxies=self._proxies, stream=True, **kwargs)
+            response = self.session.request(request.method, self.base_url + request.path, headers=headers,
+                                            params=request.params, json=request.json, data=request.data,
+                                            timeout=timeout, proxies=self._proxies, stream=True)
             answered_at = time.time()
             answer = read_answer(response, max_bytes=self._max_body_bytes)
         except BodyTooLarge:
@@ -336,18 +364,10 @@ class PlatformClient:
                                          "(connection refused or reset)", retryable=True) from None
         finally:
             if permit is not None:
-                permit.sent(method, sent_at, answered_at)
+                permit.sent(request.method, sent_at, answered_at)
         call.stats.last_status = answer.status
         call.stats.last_latency_ms = int((time.monotonic() - started) * 1000)
         return answer
-
-def _token_refused(status: int) -> bool | None:
-    """True: a 401; False: the token was accepted (an answer under 500, but for a 429: that one is told before
-    the token is looked at); None: the answer says nothing of the token."""
-    if status == 401:
-        return True
-    return None if status == 429 or status >= 500 else False
-
 
 @dataclass
 class _Call:
@@ -363,3 +383,9 @@ class _TokenRefused(Exception):
     """A data call's token was refused (401): try again with a new one, spending no try."""
 
 
+class _Throttled(Exception):
+    """The platform throttled the call: wait as told (`wait`, else back off) and send it again, spending no try."""
+
+    def __init__(self, wait: float | None, message: str, status: int) -> None:
+        super().__init__(message)
+        self.wait, self.message, self.status = wait, message, status

@@ -17,6 +17,13 @@ budget on a lock, one at a time: otherwise all of them wake for the same
 oldest slot, read it, and all but one lose the compare-and-set, which with
 a hundred accounts side by side is most of the database's work.
 
+The platform may allow less than configured, and say so: usage headers
+(X-RateLimit-Limit) or throttles. `learn` keeps what it says on the
+client's row (`learned_calls`), and every process paces to the smaller of
+the two from its next call on; when the headers allow the configured
+budget again, or a dialect without headers has gone LEARNED_STEP_WINDOWS
+windows without a throttle, the budget goes back up.
+
 Once a run knows how many calls it needs, `slots_spread` dates its free
 slots so that its calls go evenly and its last call goes when it would have
 anyway (see there).
@@ -24,19 +31,22 @@ anyway (see there).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from campaigns.models import AdAccount, ApiClient, RateSlot
 from syncer import sql
 from syncer.api_clients import api_client_of, client_slots_ensure, slots_ensure
 from syncer.budget import RateBudget
-from syncer.client import Limiter, NoLimit, Permit
 from syncer.connections import connection_release
+from syncer.pacing import Limiter, NoLimit, Permit
+from syncer.platforms.base import BudgetSignal
 from syncer.slot_clock import ProcessCall, ProcessWindow, now_sql
 
 __all__ = ["DatabaseLimiter", "SlotPermit", "limiter_for", "slots_ensure", "slots_spread"]
@@ -45,11 +55,16 @@ log = logging.getLogger(__name__)
 
 
 class _InProcess:
-    """What this process keeps of one platform client: its queue for the budget, and its own last calls."""
+    """What this process keeps of one platform client: its queue for the budget, its own last calls, and
+    what it last learned of the platform's budget (so an answer that says the same costs no write)."""
 
     def __init__(self) -> None:
         self.queue = threading.Lock()
         self.window = ProcessWindow()
+        self.learn_lock = threading.Lock()
+        self.heard_limit: int | None = None
+        self.learned_change = -math.inf  # time.monotonic() of this process's last change of the learned budget
+        self.window_seconds = math.inf  # the client's window, as last read
 
 
 _in_process: dict[tuple[int, str, str], _InProcess] = {}  # one per client, whichever accounts use it
@@ -58,6 +73,7 @@ _turns = threading.local()  # the queue a thread holds from `turn()` until its c
 _fastest_answers: dict[str, float] = {}  # per kind of call, by any account in this process
 _fastest_lock = threading.Lock()
 
+LEARNED_STEP_WINDOWS = 10  # without usage headers: a window without a throttle this often buys one call back
 LATE_SECONDS = 0.02  # a call that may have been read later than this after its slot's date moves the slot
 
 
@@ -138,7 +154,12 @@ class DatabaseLimiter:
         self.api_client_id = api_client.pk
         with _in_process_lock:  # by key too: a table made anew (a migration) gives its ids out again
             here = _in_process.setdefault((api_client.pk, api_client.base_url, api_client.client_id), _InProcess())
-        self.queue, self.window = here.queue, here.window
+        self.queue, self.window, self.here = here.queue, here.window, here
+        if api_client.learned_budget is not None and api_client.learned_at and here.learned_change == -math.inf:
+            # Learned by another process, or before a restart: it is given back counting from then.
+            age = max(0.0, (timezone.now() - api_client.learned_at).total_seconds())
+            here.learned_change = time.monotonic() - age
+            here.window_seconds = api_client.configured_window_seconds
 
     def acquire(self) -> Permit:
         connection_release()  # never queue holding a pooled connection: the thread ahead may need one
@@ -192,6 +213,54 @@ class DatabaseLimiter:
             if taken_at is not None:
                 return SlotPermit(self, slot_id, taken_at, self.window.note(calls))
 
+    def learn(self, signal: BudgetSignal) -> None:
+        """Pace to what the platform says it allows: its limit when it tells, one call less per throttle else."""
+        here = self.here
+        if signal.limit is not None and signal.limit == here.heard_limit:
+            return  # the same as the last answer: nothing to write
+        if signal.limit is None and not signal.throttled and (
+                here.learned_change == -math.inf
+                or time.monotonic() - here.learned_change < LEARNED_STEP_WINDOWS * here.window_seconds):
+            return  # an ordinary answer, and nothing learned to give back (yet)
+        with here.learn_lock:
+            try:
+                self._learn(signal)
+            except DatabaseError as error:
+                log.warning("could not record the platform's budget (%s); pacing as before", type(error).__name__)
+            finally:
+                connection_release()
+
+    def _learn(self, signal: BudgetSignal) -> None:
+        here = self.here
+        client = ApiClient.objects.filter(pk=self.api_client_id).values(
+            "configured_calls", "configured_window_seconds", "learned_calls").first()
+        if client is None or not client["configured_calls"]:
+            return
+        configured, learned = client["configured_calls"], client["learned_calls"]
+        pacing = learned if 0 < learned < configured else configured
+        since_change = time.monotonic() - here.learned_change
+        window = here.window_seconds = client["configured_window_seconds"]
+        if signal.limit is not None:
+            here.heard_limit = signal.limit
+            wanted = signal.limit if signal.limit < configured else 0
+        elif signal.throttled:
+            wanted = max(1, pacing - 1) if since_change >= window else learned  # once a window: one throttle
+        elif since_change >= LEARNED_STEP_WINDOWS * window:  # between each of a burst's calls is not a sign
+            wanted = 0 if pacing + 1 >= configured else pacing + 1
+        else:
+            return
+        if wanted == learned or (wanted == 0 and not 0 < learned < configured):
+            if wanted == 0 and signal.limit is None:
+                here.learned_change = -math.inf
+            return
+        ApiClient.objects.filter(pk=self.api_client_id).update(learned_calls=wanted, learned_at=timezone.now())
+        here.learned_change = time.monotonic() if wanted else -math.inf
+        if wanted:
+            log.warning("the platform allows %s calls per %g s, fewer than the %s configured: pacing to %s",
+                        wanted, window, configured, wanted)
+        else:
+            log.info("the platform allows the configured %s calls per %g s again", configured, window)
+
     def redate(self, slot_id: int, dated: float, new_date: float) -> None:
         """Best effort: a slot left at its first date risks one 429, which the client waits out."""
         try:
@@ -208,9 +277,9 @@ class DatabaseLimiter:
         """The oldest slot within the client's budget, that budget, and the slot clock's now: one statement."""
         now, params = now_sql()
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT s.id, s.last_used, c.configured_calls, c.configured_window_seconds, {now} "
+            cursor.execute(f"SELECT s.id, s.last_used, {_PACING}, c.configured_window_seconds, {now} "
                            f"FROM {_slots()} s JOIN {sql.table(ApiClient)} c ON c.id = s.api_client_id "
-                           f"WHERE s.api_client_id = %s AND s.{_index()} < c.configured_calls "
+                           f"WHERE s.api_client_id = %s AND s.{_index()} < {_PACING} "
                            f"ORDER BY s.last_used, s.{_index()} LIMIT 1", [*params, self.api_client_id])
             return cursor.fetchone()
 
@@ -282,6 +351,9 @@ def slots_spread(account: AdAccount, calls: int) -> None:
             cursor.executemany(_MOVE.format(slots=_slots()), moves)
 
 
+# The calls a window may hold: the configured budget, or the smaller one the platform said it allows.
+_PACING = ("(CASE WHEN c.learned_calls > 0 AND c.learned_calls < c.configured_calls THEN c.learned_calls "
+           "ELSE c.configured_calls END)")
 _MOVE = "UPDATE {slots} SET last_used = %s WHERE id = %s AND last_used = %s"  # new date, id, the date it was read
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from syncer.client import CallStats, Page, PlatformClient
 from syncer.listings_first import listing_in_flight
-from syncer.rows import BadRow, CampaignRow, parse_row
+from syncer.rows import BadRow, CampaignRow
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +38,16 @@ class ListingPass:
     capped: bool = False  # it read the most pages a listing may, and the platform still said there were more
     stopped: bool = False  # its run ended while it listed
 
-    def add_page(self, page: Page) -> None:
+    def add_page(self, page: Page, read_row: Callable[[object], CampaignRow]) -> None:
         if page.total is not None:
             self.total_moved = self.total_moved or (self.total is not None and page.total != self.total)
             self.total = page.total
         for index, raw in enumerate(page.rows):
-            self.add_row(raw, where=f"page {page.number} row {index + 1}")
+            self.add_row(raw, where=f"page {page.number} row {index + 1}", read_row=read_row)
 
-    def add_row(self, raw: object, *, where: str) -> None:
+    def add_row(self, raw: object, *, where: str, read_row: Callable[[object], CampaignRow]) -> None:
         try:
-            row = parse_row(raw)
+            row = read_row(raw)
         except BadRow as error:
             self.bad[f"(bad row: {where})"] = f"bad row at {where}: {error}"[:MESSAGE_LENGTH]
             log.warning("bad row at %s (no usable id): %s", where, error)
@@ -138,7 +138,7 @@ def _pass_read(client: PlatformClient, page_size: int, stats: CallStats, max_pag
         with listing_in_flight() if first else nullcontext():  # the run's first call (syncer/listings_first.py)
             page = next(pages, None)
         while page is not None:
-            found.add_page(page)
+            found.add_page(page, client.platform.campaign_row)
             log.info("listed page %s: %s rows (total %s)", page.number, len(page.rows), page.total)
             if page.is_last:
                 return found

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from itertools import islice
 
 from django.conf import settings
@@ -56,8 +57,8 @@ def campaigns_upsert(*, account_id: int, rows: list[CampaignRow]) -> dict[str, i
 
 
 def _campaign(account_id: int, row: CampaignRow, now) -> dict:
-    fields = row.as_fields()
-    fields["platform_created_at"] = sql.db_time(fields["platform_created_at"])
+    fields = {name: sql.db_time(value) if isinstance(value, datetime) else value
+              for name, value in row.as_fields().items()}
     return {"account_id": account_id, "platform_id": row.platform_id, **fields, "updated_at": now,
             "first_seen_at": now, "last_sync_status": SyncStatus.NEVER}
 

@@ -10,6 +10,11 @@ lone surrogate, a time outside CREATED_AT_RANGE) is stored empty (None, or
 naming the field and why; the campaign is stored and synced like any
 other. A warning never quotes the value: it may be what a log line, a page
 or the database cannot hold.
+
+Each platform adapter (syncer/platforms/) names its fields in a table:
+which `Campaign` column, where in its row, which parser below. The table
+is the only place a platform's payload meets our model: a new field is a
+model column, its migration and one line there.
 """
 from __future__ import annotations
 
@@ -44,23 +49,28 @@ class BadField(ValueError):
 
 
 @dataclass(frozen=True)
+class Field:
+    """One campaign column as a platform sends it: where in the row, how it is read, what a bad one is stored as.
+
+    `source` is the row's key, or keys joined by dots for a nested object
+    ("insights.clicks"). An `optional` field may be absent (stored empty,
+    no warning); a required one that is absent is a bad field.
+    """
+
+    source: str
+    parse: Callable[[object], object]
+    empty: object = None
+    optional: bool = False
+
+
+@dataclass(frozen=True)
 class CampaignRow:
     platform_id: str
-    name: str
-    status: str
-    budget: Decimal | None
-    impressions: int | None
-    clicks: int | None
-    conversions: int | None
-    created_at: datetime | None
+    fields: dict  # Campaign column -> value
     warnings: tuple[str, ...] = ()  # "field: why" for each field stored empty
 
     def as_fields(self) -> dict:
-        return {
-            "name": self.name, "status": self.status, "budget": self.budget,
-            "impressions": self.impressions, "clicks": self.clicks, "conversions": self.conversions,
-            "platform_created_at": self.created_at,
-        }
+        return dict(self.fields)
 
     def warnings_text(self) -> str:
         """One line for the attempt: "name: empty; clicks: not a whole number", capped."""
@@ -68,33 +78,49 @@ class CampaignRow:
         return text if len(text) <= MAX_WARNINGS_LENGTH else text[: MAX_WARNINGS_LENGTH - 3] + "..."
 
 
-def row_id(raw: object) -> str | None:
+def row_id(raw: object, id_key: str = "id") -> str | None:
     """The row's platform id if it has a usable one (whatever the rest holds)."""
     if not isinstance(raw, dict):
         return None
     try:
-        return _id(raw.get("id"))
+        return platform_id(raw.get(id_key))
     except BadField:
         return None
 
 
-def parse_row(raw: object) -> CampaignRow:
+def parse_row(raw: object, table: dict[str, Field], *, id_key: str = "id") -> CampaignRow:
+    """The row's id and the columns of `table`; BadRow when it is not an object or has no usable id."""
     if not isinstance(raw, dict):
         raise BadRow(f"row is {_kind(raw)}, not an object")
     try:
-        platform_id = _id(raw.get("id"))
+        campaign_id = platform_id(raw.get(id_key))
     except BadField as error:
-        raise BadRow(f"id: {error}") from None
+        raise BadRow(f"{id_key}: {error}") from None
     values, warnings = {}, []
-    for name, (parse, empty) in _FIELDS.items():
+    for column, spec in table.items():
         try:
-            if name not in raw:
+            present, value = _lookup(raw, spec.source)
+            if not present and not spec.optional:
                 raise BadField("missing")
-            values[name] = parse(raw[name])
+            values[column] = spec.parse(value) if present else spec.empty
         except BadField as error:
-            values[name] = empty
-            warnings.append(f"{name}: {error}")
-    return CampaignRow(platform_id=platform_id, **values, warnings=tuple(warnings))
+            values[column] = spec.empty
+            warnings.append(f"{spec.source}: {error}")
+    return CampaignRow(platform_id=campaign_id, fields=values, warnings=tuple(warnings))
+
+
+def _lookup(raw: dict, source: str) -> tuple[bool, object]:
+    """(present, value) of a key, or of dotted keys into nested objects; a nested non-object is a bad field."""
+    value: object = raw
+    for key in source.split("."):
+        if value is None:
+            return False, None
+        if not isinstance(value, dict):
+            raise BadField(f"inside {_kind(value)}, expected an object")
+        if key not in value:
+            return False, None
+        value = value[key]
+    return True, value
 
 
 # --- one field each ------------------------------------------------------------------------------
@@ -111,7 +137,7 @@ def _text(value: object, max_length: int) -> str:
     return value
 
 
-def _id(value: object) -> str:
+def platform_id(value: object) -> str:
     if value is None:
         raise BadField("missing")
     text = _text(value, MAX_ID_LENGTH)
@@ -120,18 +146,18 @@ def _id(value: object) -> str:
     return text
 
 
-def _name(value: object) -> str:
+def name_text(value: object) -> str:
     text = _text(value, MAX_NAME_LENGTH)
     if not text.strip():
         raise BadField("empty")
     return text
 
 
-def _status(value: object) -> str:
+def status_text(value: object) -> str:
     return "" if value is None else _text(value, MAX_STATUS_LENGTH)
 
 
-def _number(value: object) -> Decimal | None:
+def number(value: object) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -139,33 +165,33 @@ def _number(value: object) -> Decimal | None:
     if isinstance(value, str) and len(value.strip()) > MAX_NUMBER_TEXT:
         raise BadField(f"a number of {len(value.strip())} characters, out of range")
     try:
-        number = Decimal(str(value).strip())
+        parsed = Decimal(str(value).strip())
     except InvalidOperation:
         raise BadField(f"{_kind(value)}, expected a number") from None
-    if not number.is_finite():
+    if not parsed.is_finite():
         raise BadField("not a finite number")
-    return number
+    return parsed
 
 
-def _budget(value: object) -> Decimal | None:
-    number = _number(value)
-    if number is not None and abs(number) >= MAX_BUDGET:
+def money(value: object) -> Decimal | None:
+    amount = number(value)
+    if amount is not None and abs(amount) >= MAX_BUDGET:
         raise BadField(f"out of range (at most {MAX_BUDGET:.0e})")
-    return None if number is None else number.quantize(Decimal("0.01"))
+    return None if amount is None else amount.quantize(Decimal("0.01"))
 
 
-def _count(value: object) -> int | None:
-    number = _number(value)
-    if number is None:
+def count(value: object) -> int | None:
+    whole = number(value)
+    if whole is None:
         return None
-    if number != number.to_integral_value():
+    if whole != whole.to_integral_value():
         raise BadField("not a whole number")
-    if abs(number) > MAX_BIGINT:
+    if abs(whole) > MAX_BIGINT:
         raise BadField("out of range (more than a 64-bit integer)")
-    return int(number)
+    return int(whole)
 
 
-def _created_at(value: object) -> datetime | None:
+def iso_time(value: object) -> datetime | None:
     """A time in UTC inside CREATED_AT_RANGE; a naive one is taken as UTC."""
     if value is None:
         return None
@@ -187,12 +213,6 @@ def _created_at(value: object) -> datetime | None:
     return moment
 
 
-_FIELDS: dict[str, tuple[Callable[[object], object], object]] = {  # field -> (parser, what a bad one is stored as)
-    "name": (_name, ""), "status": (_status, ""), "budget": (_budget, None), "impressions": (_count, None),
-    "clicks": (_count, None), "conversions": (_count, None), "created_at": (_created_at, None),
-}
-
-
 def _has_lone_surrogate(text: str) -> bool:
     # JSON pairs surrogates into one character; one left alone cannot be encoded, stored or logged.
     try:
@@ -212,3 +232,19 @@ def _kind(value: object) -> str:
     if isinstance(value, (int, float)):
         return "a number"
     return {"dict": "an object", "list": "a list"}.get(type(value).__name__, f"a {type(value).__name__}")
+
+
+def money_in_cents(value: object) -> Decimal | None:
+    """An amount sent in cents (as a number or its digits), in the currency's units."""
+    amount = number(value)
+    if amount is None:
+        return None
+    amount /= 100
+    if abs(amount) >= MAX_BUDGET:
+        raise BadField(f"out of range (at most {MAX_BUDGET:.0e})")
+    return amount.quantize(Decimal("0.01"))
+
+
+def status_word(value: object) -> str:
+    """A status as one lower-case word: "ACTIVE" and "active" are one status."""
+    return status_text(value).lower()

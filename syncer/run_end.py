@@ -12,10 +12,22 @@ from django.utils import timezone
 
 from campaigns.models import ACTIVE_RUN_STATUSES, AttemptStatus, ErrorCategory, RunStatus, SyncAttempt, SyncRun
 from syncer import drain, janitor
+from syncer.api_clients import api_client_of
 from syncer.failures import internal_reason
 from syncer.logs import bind_run
 
 log = logging.getLogger(__name__)
+
+
+def run_note_budget(*, run_id: int) -> None:
+    """Say on the run when its platform allows less than configured ("the platform allows 6/60s; ..."), once."""
+    run = SyncRun.objects.select_related("account").get(pk=run_id)
+    api_client = api_client_of(run.account, fresh=True)
+    note = api_client.budget_note if api_client else None
+    if note and note not in run.warnings:
+        SyncRun.objects.filter(pk=run_id).update(warnings=[*run.warnings, note])
+        with bind_run(run_id):
+            log.warning("%s", note)
 
 
 def run_finish_if_done(*, run_id: int) -> bool:
@@ -35,6 +47,7 @@ def run_finish_if_done(*, run_id: int) -> bool:
         status = RunStatus.PARTIAL if run.campaigns_synced else RunStatus.FAILED
     won = SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(status=status, finished_at=timezone.now())
     if won:
+        run_note_budget(run_id=run_id)
         with bind_run(run_id):
             log.info("run finished: %s (%s synced, %s failed)", status, run.campaigns_synced, run.campaigns_failed)
     return bool(won)

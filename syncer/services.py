@@ -36,7 +36,7 @@ from syncer.logs import bind_run
 from syncer.prepare import attempts_queue, listing_fetch
 from syncer.queueing import run_enqueue
 from syncer.run_end import run_cancel as run_cancel
-from syncer.run_end import run_fail, run_fail_internal, run_finish_if_done
+from syncer.run_end import run_fail, run_fail_internal, run_finish_if_done, run_note_budget
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +202,7 @@ def _run_prepare(*, run_id: int) -> bool:
             run_fail(run_id=run_id, reason=f"listing campaigns failed: {error.message}")
             return False
         _add_counters(run_id, stats)
+        run_note_budget(run_id=run_id)  # the listing's answers may have said what the platform allows
         slots_spread(run.account, attempts_queue(run=run, listing=listing))
         log.info("run prepared: %s campaigns to sync, %s bad rows", len(listing.good), len(listing.bad))
         return True

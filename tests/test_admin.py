@@ -52,7 +52,7 @@ def test_the_account_password_is_write_only(admin_client, account):
 
 def test_a_blank_password_keeps_the_old_one_and_a_new_one_replaces_it(admin_client, account):
     form = {"name": "Acme", "slug": "acme", "base_url": account.base_url, "email": account.email,
-            "client_id": account.client_id, "rate_limit": "none", "password": ""}
+            "client_id": account.client_id, "rate_limit": "none", "password": "", "platform": "reference"}
     response = admin_client.post(f"/admin/campaigns/adaccount/{account.pk}/change/", form)
     assert response.status_code == 302
     assert AdAccount.objects.get(pk=account.pk).get_password() == FAKE_PASSWORD
@@ -62,11 +62,12 @@ def test_a_blank_password_keeps_the_old_one_and_a_new_one_replaces_it(admin_clie
 
 def test_a_new_account_needs_a_password_and_stores_it_encrypted(admin_client):
     form = {"name": "New", "slug": "new", "base_url": "http://127.0.0.1:9", "email": "a@b.test", "client_id": "c",
-            "rate_limit": "10/60s", "password": ""}
+            "rate_limit": "10/60s", "password": "", "platform": "metered"}
     assert admin_client.post("/admin/campaigns/adaccount/add/", form).status_code == 200  # form error
     assert admin_client.post("/admin/campaigns/adaccount/add/", {**form, "password": "s3cret"}).status_code == 302
     created = AdAccount.objects.get(slug="new")
     assert created.get_password() == "s3cret" and "s3cret" not in created.encrypted_password
+    assert created.platform == "metered", "the account names its platform's dialect"
 
 
 def test_sync_now_enqueues_a_full_admin_run_and_links_to_it(operator, account, django_capture_on_commit_callbacks):

@@ -285,7 +285,7 @@ def staff_with(make_user):
 def account_form(account: AdAccount, **changes: str) -> dict[str, str]:
     return {"name": account.name, "slug": account.slug, "base_url": account.base_url, "email": account.email,
             "client_id": account.client_id, "rate_limit": account.rate_limit, "password": "",
-            "sync_schedule": "", **changes}
+            "platform": account.platform, "sync_schedule": "", **changes}
 
 
 def change_account(client: Client, account: AdAccount, **changes: str):
