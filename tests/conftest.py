@@ -53,9 +53,9 @@ def fast_sync(settings):
 @pytest.fixture
 def make_account(fake_platform, fast_sync):
     def make(*, slug: str = "acme", rate_limit: str = "none", client_id: str | None = None,
-             password: str = FAKE_PASSWORD, url: str | None = None) -> AdAccount:
+             password: str = FAKE_PASSWORD, url: str | None = None, platform: str = "reference") -> AdAccount:
         account = AdAccount(name=slug.title(), slug=slug, base_url=url or fake_platform.url, email=FAKE_EMAIL,
-                            client_id=client_id or f"client-{slug}", rate_limit=rate_limit)
+                            client_id=client_id or f"client-{slug}", rate_limit=rate_limit, platform=platform)
         account.set_password(password)
         account.save()
         return account

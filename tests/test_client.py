@@ -142,6 +142,14 @@ def test_a_429_waits_as_the_platform_tells_then_succeeds(fake_platform, make_cli
     assert fake_platform.stats["rate_limited"] == 1
 
 
+def test_a_429_costs_no_try_even_with_one_try_a_call(fake_platform, make_client):
+    fake_platform.update(rate_limit="1/1s", retry_after_mode="header")
+    stats = CallStats()
+    rows = list_all(make_client(max_attempts=1), page_size=50, stats=stats)
+    assert ids_of(rows) == all_ids()
+    assert stats.rate_limited == 1, "page 2 was throttled, waited out and sent again on the call's only try"
+
+
 def test_a_429_without_a_wait_backs_off_and_succeeds(fake_platform, make_client):
     fake_platform.update(rate_limit="1/1s", retry_after_mode="neither")
     stats = CallStats()
