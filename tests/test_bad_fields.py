@@ -9,13 +9,12 @@ import logging
 
 import pytest
 
-from campaigns.models import AttemptStatus, Campaign, ErrorCategory, RunStatus, SyncAttempt, SyncRun, Trigger
+from campaigns.models import AttemptStatus, Campaign, ErrorCategory, RunStatus, SyncAttempt, SyncRun
 from syncer.fake_platform import BAD_FIELD_KINDS, BAD_ROW_KINDS, UNUSABLE_ID_KINDS
 from syncer.fake_platform.data import base_campaign
 from syncer.logs import RedactFilter
-from syncer.services import run_execute, sync_run_start
 from tests.invariants import assert_run_invariants
-from tests.test_faults import Background
+from tests.runs import sync
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,9 +42,8 @@ def run_logs(caplog):
     return caplog
 
 
-def sync(account, platform, logs) -> SyncRun:
-    run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test")
-    Background(lambda: run_execute(run_id=run.pk), name=f"run-{run.pk}").result(timeout=120)
+def sync_checked(account, platform, logs) -> SyncRun:
+    run = sync(account)
     assert_run_invariants(run, secrets=[platform.config.password], log_text=logs.text)
     return SyncRun.objects.get(pk=run.pk)
 
@@ -53,7 +51,7 @@ def sync(account, platform, logs) -> SyncRun:
 def test_each_bad_field_kind_is_stored_empty_with_a_warning_naming_it_and_the_campaign_synced(
         fake_platform, account, run_logs):
     fake_platform.update(campaigns=18, bad_field_rate=1.0)  # every kind twice, one per campaign
-    run = sync(account, fake_platform, run_logs)
+    run = sync_checked(account, fake_platform, run_logs)
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     assert (run.campaigns_listed, run.campaigns_synced) == (18, 18)
     assert fake_platform.stats["synced_ids"] == {f"campaign_{i}": 1 for i in range(1, 19)}
@@ -77,7 +75,7 @@ def test_one_5000_digit_integer_in_one_row_fails_neither_its_page_nor_its_campai
                                                                                    fast_sync, run_logs):
     fast_sync["PAGE_SIZE"] = 10
     fake_platform.update(campaigns=40, seed=HUGE_INTEGER_SEED, bad_field_rate=0.05)
-    run = sync(account, fake_platform, run_logs)
+    run = sync_checked(account, fake_platform, run_logs)
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     assert fake_platform.stats["bad_fields_served"] == 1
     assert run.pages == fake_platform.stats["requests"]["list"] == 4 and run.retries == 0, "each page read once"
@@ -93,7 +91,7 @@ def test_one_5000_digit_integer_in_one_row_fails_neither_its_page_nor_its_campai
 def test_rows_without_a_usable_id_fail_as_bad_response_and_those_with_one_are_stored(fake_platform, account,
                                                                                      run_logs):
     fake_platform.update(campaigns=22, bad_row_rate=1.0)  # every campaign followed by a bad row: each kind twice
-    run = sync(account, fake_platform, run_logs)
+    run = sync_checked(account, fake_platform, run_logs)
     kinds = [BAD_ROW_KINDS[i % len(BAD_ROW_KINDS)] for i in range(1, 23)]
     unusable = sum(kind in UNUSABLE_ID_KINDS for kind in kinds)
     bad = run.attempts.filter(error_category=ErrorCategory.BAD_RESPONSE)
@@ -119,7 +117,7 @@ def test_rows_without_a_usable_id_fail_as_bad_response_and_those_with_one_are_st
 def test_attempt_warnings_show_in_the_admin_and_their_count_on_the_status_page(fake_platform, account, admin_client,
                                                                                run_logs):
     fake_platform.update(campaigns=20, bad_field_rate=1.0, seed=0)
-    run = sync(account, fake_platform, run_logs)
+    run = sync_checked(account, fake_platform, run_logs)
     fake_platform.update(bad_field_rate=0.0)
     attempt = SyncAttempt.objects.get(run=run, platform_id="campaign_8")  # i % 9 == 8: fractional clicks
     listing = admin_client.get(f"/admin/campaigns/syncattempt/?run__exact={run.pk}&has_warnings=yes")
@@ -128,6 +126,6 @@ def test_attempt_warnings_show_in_the_admin_and_their_count_on_the_status_page(f
     assert "clicks: not a whole number" in page
     status_page = admin_client.get("/status/").content.decode()
     assert "20 campaigns listed with bad fields, stored empty and synced: the attempts&#x27; warnings" in status_page
-    clean = sync(account, fake_platform, run_logs)
+    clean = sync_checked(account, fake_platform, run_logs)
     without = admin_client.get(f"/admin/campaigns/syncattempt/?run__exact={clean.pk}&has_warnings=yes")
     assert "campaign_8" not in without.content.decode(), "a run without bad fields lists no attempt with warnings"

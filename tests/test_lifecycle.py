@@ -34,7 +34,7 @@ from syncer.cluster_keys import MISMATCH, key_fingerprint
 from syncer.failures import not_queued_reason
 from syncer.services import SyncRefused, run_retry_failed, sync_run_start, sync_runs_start
 from tests.queue import queued_tasks
-from tests.test_faults import check_invariants, finished, free_port, sync
+from tests.runs import check_invariants, finished, free_port, sync
 from tests.waiting import wait_until
 
 pytest.register_assert_rewrite("tests.people_fixtures")  # it is a plugin too (below): rewrite before importing

@@ -23,11 +23,11 @@ from syncer.accounts import client_for
 from syncer.client import CallStats
 from syncer.logs import RedactFilter
 from syncer.prepare import attempts_queue, listing_fetch
-from syncer.services import run_cancel, run_execute, run_prepare, sync_run_start
+from syncer.services import run_cancel, run_prepare, sync_run_start
 from tests import cluster
 from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
 from tests.invariants import assert_run_invariants
-from tests.test_faults import Background
+from tests.runs import Background, sync
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,13 +42,6 @@ def run_logs(caplog):
     caplog.set_level(logging.DEBUG)
     caplog.handler.addFilter(RedactFilter())
     return caplog
-
-
-def sync(account, **kwargs) -> SyncRun:
-    """A whole run in this process, with a deadline: a listing that never ends fails the test."""
-    run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test", **kwargs)
-    Background(lambda: run_execute(run_id=run.pk), name=f"run-{run.pk}").result(timeout=120)
-    return SyncRun.objects.get(pk=run.pk)
 
 
 def check(run: SyncRun, platform, logs) -> SyncRun:

@@ -16,8 +16,8 @@ from syncer.breaker import OUTAGE_FAILURES
 from syncer.client import BAD_RESPONSE, CLIENT_ERROR, CallStats, PlatformError
 from syncer.services import run_execute, sync_run_start
 from tests.outages import outage_call_bound, probes_while_down
+from tests.runs import Background, assert_all_synced, check_invariants, failures, sync
 from tests.test_client import list_all
-from tests.test_faults import Background, assert_all_synced, check_invariants, failures, sync
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True)]

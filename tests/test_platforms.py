@@ -9,7 +9,7 @@ import pytest
 
 from campaigns.models import ApiClient, AttemptStatus, PlatformKind, RunStatus, SyncAttempt
 from syncer.platforms import PLATFORMS, platform_named
-from tests.test_faults import check_invariants, failures, sync
+from tests.runs import check_invariants, failures, sync
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

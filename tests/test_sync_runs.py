@@ -8,10 +8,8 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.db.models import Count
 
 from campaigns.models import (
-    TERMINAL_ATTEMPT_STATUSES,
     AttemptStatus,
     Campaign,
     ErrorCategory,
@@ -22,14 +20,12 @@ from campaigns.models import (
 )
 from syncer.fake_platform.data import base_campaign, hostile_row
 from syncer.services import run_cancel, run_execute, run_retry_failed, sync_run_start
+from tests import invariants
+from tests.conftest import FAKE_PASSWORD
+from tests.runs import sync
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def sync(account, **kwargs) -> SyncRun:
-    run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test", **kwargs)
-    return run_execute(run_id=run.pk)
 
 
 def attempt_ids(run: SyncRun, **filters) -> set[str]:
@@ -37,15 +33,7 @@ def attempt_ids(run: SyncRun, **filters) -> set[str]:
 
 
 def assert_run_invariants(run: SyncRun) -> None:
-    """One attempt per campaign, all terminal, counters equal to the attempts, campaign rows unique."""
-    attempts = SyncAttempt.objects.filter(run=run)
-    assert not attempts.exclude(status__in=TERMINAL_ATTEMPT_STATUSES).exists()
-    assert not attempts.values("platform_id").annotate(n=Count("id")).filter(n__gt=1).exists()
-    assert run.campaigns_listed == attempts.count()
-    assert run.campaigns_synced == attempts.filter(status=AttemptStatus.SUCCEEDED).count()
-    assert run.campaigns_failed == attempts.filter(status=AttemptStatus.FAILED).count()
-    campaigns = Campaign.objects.filter(account=run.account)
-    assert not campaigns.values("platform_id").annotate(n=Count("id")).filter(n__gt=1).exists()
+    invariants.assert_run_invariants(run, secrets=[FAKE_PASSWORD], log_text="")
 
 
 def test_all_100_campaigns_sync_with_every_invariant_held(fake_platform, account):

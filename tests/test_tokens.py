@@ -13,7 +13,7 @@ from syncer.client import CallStats
 from syncer.logs import live_secret_count, redact
 from syncer.services import run_execute, sync_run_start
 from syncer.tokens import KEEP
-from tests.test_faults import Background, assert_all_synced, check_invariants, failures, sync
+from tests.runs import Background, assert_all_synced, check_invariants, failures, sync
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
