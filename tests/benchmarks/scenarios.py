@@ -126,26 +126,33 @@ def _fmt_s(seconds: float | None) -> str:
 # --- running one account or a fleet ---------------------------------------------------------------
 
 def _fake_platform(logdir: Path, sampler: Sampler, *, campaigns: int, rate_limit: str,
-                   latency: float) -> FakePlatform:
+                   latency: float, **knobs) -> FakePlatform:
     """The bundled fake in its own process (it needs no database of its own), watched by the sampler."""
     fake = FakePlatform(logdir=logdir, env=base_env(database_url=f"sqlite:///{logdir}/unused.sqlite3",
                                                     platform_url="http://127.0.0.1:1"),
-                        campaigns=campaigns, rate_limit=rate_limit, sync_latency=latency, max_page_size=PAGE_SIZE)
+                        campaigns=campaigns, rate_limit=rate_limit, sync_latency=latency, max_page_size=PAGE_SIZE,
+                        **knobs)
     sampler.watch(fake.proc, "fake")
     return fake
 
 
 def run_single(ctx: Context, name: str, *, campaigns: int, rate_limit: str, latency: float,
-               concurrency: int | None, deadline: float, env_overrides: dict | None = None) -> Outcome:
-    """One account, through `sync_campaigns --async --wait` and a running qcluster (or in the foreground)."""
+               concurrency: int | None, deadline: float, env_overrides: dict | None = None,
+               configured: str | None = None, dialect: str = "reference") -> Outcome:
+    """One account, through `sync_campaigns --async --wait` and a running qcluster (or in the foreground).
+
+    `rate_limit` is the fake platform's real budget; the account is configured with `configured` (the same
+    unless given), and speaks `dialect`.
+    """
     logdir = ctx.logdir(name)
     sampler = Sampler().start()
     fake = db = None
     try:
-        fake = _fake_platform(logdir, sampler, campaigns=campaigns, rate_limit=rate_limit, latency=latency)
+        knobs = {"dialect": dialect} if dialect != "reference" else {}
+        fake = _fake_platform(logdir, sampler, campaigns=campaigns, rate_limit=rate_limit, latency=latency, **knobs)
         env = base_env(database_url="sqlite:///" + str(logdir / "db.sqlite3"), platform_url=fake.url,
-                       AD_PLATFORM_RATE_LIMIT=rate_limit, AD_PLATFORM_CLIENT_ID=f"bench-{name}",
-                       **(env_overrides or {}))
+                       AD_PLATFORM_RATE_LIMIT=configured or rate_limit, AD_PLATFORM_CLIENT_ID=f"bench-{name}",
+                       AD_PLATFORM_KIND=dialect, **(env_overrides or {}))
         db = SqliteDatabase(logdir / "db.sqlite3", env, logdir)
         args = ["sync_campaigns"] + (["--concurrency", str(concurrency)] if concurrency else [])
         if not ctx.foreground:
@@ -447,6 +454,23 @@ def status_page(ctx: Context) -> None:
                  slow or ["p95s: " + ", ".join(f"{t[0].strip()} {float(t[2]):.0f}" for t in timings)]))
 
 
+def metered(ctx: Context) -> None:
+    """The metered dialect configured 10/6s on a platform that allows 6/6s: paced to what its headers say."""
+    campaigns, configured, real, latency = 100, "10/6s", "6/6s", 0.2
+    calls, window = parse_rate(real)
+    floor = rate_floor(campaigns, calls, window, latency)
+    outcome = run_single(ctx, "metered", campaigns=campaigns, rate_limit=real, configured=configured,
+                         dialect="metered", latency=latency, concurrency=None, deadline=10 * floor)
+    ratio = outcome.wall / floor if outcome.wall else None
+    throttles = int(outcome.stats.get("throttled", 0))
+    ok = (ratio is not None and ratio <= 1.05 and throttles <= 3 and outcome.synced == campaigns)
+    ctx.emit(Row("metered", _path(ctx), f"{campaigns} campaigns, metered dialect, configured {configured}, "
+                 f"real {real}, {latency:g} s latency", f"{floor:.1f} s (real budget)", _fmt_s(outcome.wall),
+                 _ratio(ratio), f"{throttles} throttles", _synced_text(outcome, campaigns), outcome.peak_text(),
+                 "<= 1.05 x the real floor, <= 3 throttles, all synced", _verdict(ok, outcome),
+                 [f"max {outcome.max_window} calls in any {window:g} s", *outcome.notes, outcome.cpu_note()]))
+
+
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -459,6 +483,7 @@ SCENARIOS = {
     "fleet": fleet,
     "scale-out": scale_out,
     "status-page": status_page,
+    "metered": metered,
 }
 
 
