@@ -74,6 +74,7 @@ Control: GET /_fake/stats, GET|POST /_fake/config (JSON knobs; extra key
 """
 
 from syncer.fake_platform.config import (
+    DIALECTS,
     DOWN_MODES,
     KNOB_HELP,
     MALFORMED_LIST_MODES,
@@ -83,12 +84,13 @@ from syncer.fake_platform.config import (
     parse_rate_limit,
 )
 from syncer.fake_platform.data import BAD_FIELD_KINDS, BAD_ROW_KINDS, HOSTILE_KINDS, UNUSABLE_ID_KINDS
-from syncer.fake_platform.handlers import FAKE_SECRET
+from syncer.fake_platform.gate import FAKE_SECRET
 from syncer.fake_platform.server import FakePlatform
 
 __all__ = [
     "BAD_FIELD_KINDS",
     "BAD_ROW_KINDS",
+    "DIALECTS",
     "DOWN_MODES",
     "FAKE_SECRET",
     "HOSTILE_KINDS",
