@@ -21,7 +21,7 @@ from syncer.fake_platform.data import (
     listing_sequence,
     with_bad_field,
 )
-from syncer.fake_platform.gate import HTML_PAGE
+from syncer.fake_platform.gate import ANSWER_HEADERS, HTML_PAGE
 
 
 class Catalog:
@@ -109,10 +109,10 @@ class Catalog:
     async def _stream(self, request, data, chunk=64 * 1024):
         """Send `data` chunked, without a Content-Length; count the bytes written before the client went away.
 
-        The headers a gate wants on every answer (``request["answer_headers"]``) go out before the body.
+        The headers a gate wants on every answer (``ANSWER_HEADERS``) go out before the body.
         """
         response = web.StreamResponse(headers={"Content-Type": "application/json",
-                                               **request.get("answer_headers", {})})
+                                               **request.get(ANSWER_HEADERS, {})})
         response.enable_chunked_encoding()
         await response.prepare(request)
         try:

@@ -25,6 +25,10 @@ psycopg2.OperationalError: FATAL: too many connections (STRIPE_KEY={secret})
 """
 
 
+# Headers a gate wants on every answer; a streamed answer, sent before the gate sees it, adds them itself.
+ANSWER_HEADERS = web.RequestKey("answer_headers", dict)
+
+
 def json_response(status, payload, headers=None):
     return web.json_response(payload, status=status, headers=headers)
 

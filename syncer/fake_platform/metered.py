@@ -14,7 +14,7 @@ import re
 from aiohttp import web
 
 from syncer.fake_platform.data import unit
-from syncer.fake_platform.gate import FAKE_SECRET, TRACE, Dialect, json_response
+from syncer.fake_platform.gate import ANSWER_HEADERS, FAKE_SECRET, TRACE, Dialect, json_response
 from syncer.fake_platform.metered_rows import (
     campaign_number,
     decode_cursor,
@@ -73,7 +73,7 @@ class MeteredHandlers:
         the usage headers go on every answer."""
         client = request.headers.get("X-Client-ID") or "default"
         usage = self._admit(client)
-        request["answer_headers"] = headers = usage_headers(usage)  # a streamed answer sends them itself
+        request[ANSWER_HEADERS] = headers = usage_headers(usage)
         response = await self._metered_answer(request, cfg, endpoint, handler, client, usage)
         if not response.prepared:
             response.headers.update(headers)
