@@ -6,6 +6,7 @@ a test runs, so the arithmetic is exact) or short and waited out as the platform
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import time
@@ -13,8 +14,9 @@ import time
 import pytest
 import requests
 
-from syncer.fake_platform import FAKE_SECRET, FakePlatform, FakePlatformConfig
+from syncer.fake_platform import FAKE_SECRET, FakePlatformConfig
 from syncer.fake_platform.data import base_campaign
+from tests.test_fake_platform import make_platform  # noqa: F401 (the fixture make_metered builds on)
 from tests.waiting import wait_until
 
 EMAIL, PASSWORD = "demo@adplatform.test", "demo-password"
@@ -22,22 +24,9 @@ USAGE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Rese
 
 
 @pytest.fixture
-def make_platform():
-    """Start metered platforms with fast defaults (no rate limit, 10 ms syncs); all stopped at teardown."""
-    started = []
-
-    def make(**knobs):
-        knobs.setdefault("dialect", "metered")
-        knobs.setdefault("rate_limit", None)
-        knobs.setdefault("sync_latency", 0.01)
-        platform = FakePlatform(FakePlatformConfig(**knobs))
-        platform.start()
-        started.append(platform)
-        return platform
-
-    yield make
-    for platform in started:
-        platform.stop()
+def make_metered(request):
+    """The reference tests' platform factory (fast defaults, all stopped at teardown), speaking metered."""
+    return functools.partial(request.getfixturevalue("make_platform"), dialect="metered")
 
 
 def token_call(platform, auth=(EMAIL, PASSWORD), grant_type="client_credentials", **kwargs):
@@ -92,8 +81,8 @@ def usage(response):
 
 # ------------------------------------------------------------------ token
 
-def test_client_credentials_with_basic_auth_get_a_bearer_token(make_platform):
-    platform = make_platform(token_lifetime=123)
+def test_client_credentials_with_basic_auth_get_a_bearer_token(make_metered):
+    platform = make_metered(token_lifetime=123)
     response = token_call(platform)
     assert response.status_code == 200
     body = response.json()
@@ -103,27 +92,27 @@ def test_client_credentials_with_basic_auth_get_a_bearer_token(make_platform):
 
 
 @pytest.mark.parametrize("auth", [(EMAIL, "wrong"), ("other@example.com", PASSWORD), None])
-def test_bad_client_credentials_get_400_invalid_client_without_echoing_them(make_platform, auth):
-    platform = make_platform()
+def test_bad_client_credentials_get_400_invalid_client_without_echoing_them(make_metered, auth):
+    platform = make_metered()
     response = token_call(platform, auth=auth)
     assert response.status_code == 400 and response.json() == {"error": "invalid_client"}
     assert platform.stats["tokens_issued"] == 0
 
 
-def test_a_grant_type_other_than_client_credentials_is_refused(make_platform):
-    response = token_call(make_platform(), grant_type="password")
+def test_a_grant_type_other_than_client_credentials_is_refused(make_metered):
+    response = token_call(make_metered(), grant_type="password")
     assert response.status_code == 400 and response.json() == {"error": "unsupported_grant_type"}
 
 
-def test_unreadable_basic_header_is_invalid_client(make_platform):
-    platform = make_platform()
+def test_unreadable_basic_header_is_invalid_client(make_metered):
+    platform = make_metered()
     response = requests.post(f"{platform.url}/oauth/token", headers={"Authorization": "Basic !!!"},
                              data={"grant_type": "client_credentials"}, timeout=5)
     assert response.status_code == 400 and response.json() == {"error": "invalid_client"}
 
 
-def test_missing_unknown_revoked_and_expired_tokens_are_401_with_code_190(make_platform):
-    platform = make_platform(token_revoke_every=2, token_lifetime=2.0)  # 2 s: a slow first call still sees it
+def test_missing_unknown_revoked_and_expired_tokens_are_401_with_code_190(make_metered):
+    platform = make_metered(token_revoke_every=2, token_lifetime=2.0)  # 2 s: a slow first call still sees it
     refused = [requests.get(f"{platform.url}/v2/campaigns", timeout=5),
                requests.get(f"{platform.url}/v2/campaigns", headers={"Authorization": "Bearer EAAMnope"}, timeout=5)]
     session = api(platform)
@@ -140,16 +129,16 @@ def test_missing_unknown_revoked_and_expired_tokens_are_401_with_code_190(make_p
     assert platform.stats["tokens_revoked"] == 1
 
 
-def test_refuse_tokens_issues_tokens_no_call_accepts(make_platform):
-    platform = make_platform(refuse_tokens=True)
+def test_refuse_tokens_issues_tokens_no_call_accepts(make_metered):
+    platform = make_metered(refuse_tokens=True)
     response = list_page(api(platform), platform)
     assert response.status_code == 401 and error_of(response)["code"] == 190
 
 
 # ------------------------------------------------------------------ listing
 
-def test_cursor_pages_list_every_campaign_exactly_once_with_no_total(make_platform):
-    platform = make_platform(campaigns=100)
+def test_cursor_pages_list_every_campaign_exactly_once_with_no_total(make_metered):
+    platform = make_metered(campaigns=100)
     session = api(platform)
     first = list_page(session, platform, limit=7).json()
     assert set(first) == {"data", "paging"} and "total" not in first["paging"]
@@ -162,29 +151,29 @@ def test_cursor_pages_list_every_campaign_exactly_once_with_no_total(make_platfo
     assert platform.stats["requests"]["list"] == 1 + 15  # 100 rows at 7 a page: 15 pages
 
 
-def test_the_last_page_has_no_next(make_platform):
-    platform = make_platform(campaigns=10)
+def test_the_last_page_has_no_next(make_metered):
+    platform = make_metered(campaigns=10)
     body = list_page(api(platform), platform, limit=10).json()
     assert len(body["data"]) == 10 and body["paging"].get("next") is None
 
 
 @pytest.mark.parametrize("max_page_size, asked, served", [(500, 300, 200), (100, 150, 100), (100, None, 10)])
-def test_limit_is_capped_at_200_and_at_max_page_size(make_platform, max_page_size, asked, served):
-    platform = make_platform(campaigns=400, max_page_size=max_page_size)
+def test_limit_is_capped_at_200_and_at_max_page_size(make_metered, max_page_size, asked, served):
+    platform = make_metered(campaigns=400, max_page_size=max_page_size)
     assert len(list_page(api(platform), platform, limit=asked).json()["data"]) == served
 
 
 @pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "ten"}, {"after": "not-a-cursor"},
                                     {"after": base64.urlsafe_b64encode(b'{"o": -1, "p": 2}').decode()}])
-def test_a_bad_limit_or_cursor_is_400_not_transient(make_platform, params):
-    platform = make_platform()
+def test_a_bad_limit_or_cursor_is_400_not_transient(make_metered, params):
+    platform = make_metered()
     response = api(platform).get(f"{platform.url}/v2/campaigns", params=params, timeout=5)
     assert response.status_code == 400
     assert error_of(response)["code"] == 100 and error_of(response)["is_transient"] is False
 
 
-def test_rows_come_in_the_metered_shape(make_platform):
-    platform = make_platform(campaigns=60, no_insights_rate=0.3, seed=4)
+def test_rows_come_in_the_metered_shape(make_metered):
+    platform = make_metered(campaigns=60, no_insights_rate=0.3, seed=4)
     rows = all_rows(api(platform), platform, limit=60)
     for number, row in enumerate(rows, start=1):
         reference = base_campaign(4, number)
@@ -201,16 +190,16 @@ def test_rows_come_in_the_metered_shape(make_platform):
     assert 5 <= without <= 35  # about 30 % of 60 have no data yet
 
 
-def test_ids_are_stable_per_seed(make_platform):
+def test_ids_are_stable_per_seed(make_metered):
     def ids(seed):
-        platform = make_platform(campaigns=5, seed=seed)
+        platform = make_metered(campaigns=5, seed=seed)
         return [row["id"] for row in all_rows(api(platform), platform)]
 
     assert ids(1) == ids(1) and ids(1) != ids(2)
 
 
-def test_deleted_campaigns_are_listed_as_deleted_and_their_sync_is_404(make_platform):
-    platform = make_platform(campaigns=50, not_found_rate=0.2, seed=3)
+def test_deleted_campaigns_are_listed_as_deleted_and_their_sync_is_404(make_metered):
+    platform = make_metered(campaigns=50, not_found_rate=0.2, seed=3)
     session = api(platform)
     rows = all_rows(session, platform, limit=50)
     deleted = [row["id"] for row in rows if row["effective_status"] == "DELETED"]
@@ -221,8 +210,8 @@ def test_deleted_campaigns_are_listed_as_deleted_and_their_sync_is_404(make_plat
     assert platform.stats["synced_ids"] == {}
 
 
-def test_bad_rows_and_bad_fields_stay_bad_in_the_metered_shape(make_platform):
-    platform = make_platform(campaigns=100, bad_row_rate=0.2, bad_field_rate=0.3)
+def test_bad_rows_and_bad_fields_stay_bad_in_the_metered_shape(make_metered):
+    platform = make_metered(campaigns=100, bad_row_rate=0.2, bad_field_rate=0.3)
     rows = all_rows(api(platform), platform, limit=100)
     real = [row for row in rows if isinstance(row, dict) and row.get("id") in set(platform.campaign_ids())]
     assert len(real) == 100 and len(rows) == 100 + platform.stats["bad_rows_served"]
@@ -232,16 +221,16 @@ def test_bad_rows_and_bad_fields_stay_bad_in_the_metered_shape(make_platform):
     assert year_one and year_one[0]["created_time"] == "0001-01-01T00:30:00+0500"
 
 
-def test_duplicate_across_pages_repeats_a_row_on_the_next_cursor_page(make_platform):
-    platform = make_platform(campaigns=30, duplicate_across_pages=True)
+def test_duplicate_across_pages_repeats_a_row_on_the_next_cursor_page(make_metered):
+    platform = make_metered(campaigns=30, duplicate_across_pages=True)
     session = api(platform)
     ids = [row["id"] for row in all_rows(session, platform, limit=10)]
     assert len(ids) == 31 and len(set(ids)) == 30  # page 2 repeats page 1's last row
     assert len(set(row["id"] for row in all_rows(session, platform, limit=10))) == 31  # the newcomer
 
 
-def test_delete_between_pages_skips_a_campaign_on_cursor_pages(make_platform):
-    platform = make_platform(campaigns=30, delete_between_pages=1)
+def test_delete_between_pages_skips_a_campaign_on_cursor_pages(make_metered):
+    platform = make_metered(campaigns=30, delete_between_pages=1)
     ids = [row["id"] for row in all_rows(api(platform), platform, limit=10)]
     deleted = platform.deleted_ids()
     assert len(deleted) == 1 and deleted[0] in ids  # page 1 listed it, then it went
@@ -249,25 +238,25 @@ def test_delete_between_pages_skips_a_campaign_on_cursor_pages(make_platform):
     assert len(ids) == len(set(ids)) == 29 and len(skipped) == 1  # the shift skipped one live campaign
 
 
-def test_an_oversized_streamed_list_answer_still_carries_the_usage_headers(make_platform):
-    platform = make_platform(rate_limit="5/30s", oversized_list_mb=1, oversized_chunked=True)
+def test_an_oversized_streamed_list_answer_still_carries_the_usage_headers(make_metered):
+    platform = make_metered(rate_limit="5/30s", oversized_list_mb=1, oversized_chunked=True)
     response = list_page(api(platform), platform)
     assert "Content-Length" not in response.headers and len(response.json()["padding"]) == 1024 * 1024
     assert usage(response)[:2] == (5, 4)
 
 
-def test_malformed_list_modes_apply_to_cursor_pages(make_platform):
-    platform = make_platform(malformed_list="no_pagination")
+def test_malformed_list_modes_apply_to_cursor_pages(make_metered):
+    platform = make_metered(malformed_list="no_pagination")
     assert set(list_page(api(platform), platform).json()) == {"data"}
-    platform = make_platform(malformed_list="truncated_json")
+    platform = make_metered(malformed_list="truncated_json")
     with pytest.raises(ValueError):
         list_page(api(platform), platform).json()
 
 
 # ------------------------------------------------------------------ budget and usage headers
 
-def test_every_v2_answer_carries_usage_headers_with_consistent_arithmetic(make_platform):
-    platform = make_platform(rate_limit="6/30s")  # nothing leaves a 30 s window during the test
+def test_every_v2_answer_carries_usage_headers_with_consistent_arithmetic(make_metered):
+    platform = make_metered(rate_limit="6/30s")  # nothing leaves a 30 s window during the test
     session = api(platform)
     started = time.monotonic()
     answers = [list_page(session, platform), sync(session, platform, platform.campaign_ids()[0]),
@@ -281,8 +270,8 @@ def test_every_v2_answer_carries_usage_headers_with_consistent_arithmetic(make_p
     assert "X-RateLimit-Limit" not in token_call(platform).headers  # the token endpoint is not metered
 
 
-def test_over_the_budget_the_answer_is_http_200_with_code_40100_and_the_wait_in_reset(make_platform):
-    platform = make_platform(rate_limit="2/30s")
+def test_over_the_budget_the_answer_is_http_200_with_code_40100_and_the_wait_in_reset(make_metered):
+    platform = make_metered(rate_limit="2/30s")
     session = api(platform, client_id="acct-1")
     campaign = platform.campaign_ids()[0]
     assert [sync(session, platform, campaign).status_code for _ in range(2)] == [200, 200]
@@ -297,8 +286,8 @@ def test_over_the_budget_the_answer_is_http_200_with_code_40100_and_the_wait_in_
     assert stats["synced_ids"] == {campaign: 2} and stats["api_calls_by_client"] == {"acct-1": 2}
 
 
-def test_waiting_out_the_announced_reset_makes_room(make_platform):
-    platform = make_platform(rate_limit="2/2s")
+def test_waiting_out_the_announced_reset_makes_room(make_metered):
+    platform = make_metered(rate_limit="2/2s")
     session = api(platform)
     assert [list_page(session, platform).status_code for _ in range(2)] == [200, 200]
     throttled = list_page(session, platform)
@@ -308,16 +297,16 @@ def test_waiting_out_the_announced_reset_makes_room(make_platform):
     assert response.status_code == 200 and "data" in response.json()
 
 
-def test_the_budget_is_per_client_id(make_platform):
-    platform = make_platform(rate_limit="1/30s")
+def test_the_budget_is_per_client_id(make_metered):
+    platform = make_metered(rate_limit="1/30s")
     first, second = api(platform, client_id="a"), api(platform, client_id="b")
     assert "data" in list_page(first, platform).json() and "data" in list_page(second, platform).json()
     assert list_page(first, platform).json()["code"] == 40100
     assert platform.stats["throttled_by_client"] == {"a": 1}
 
 
-def test_a_budget_changed_at_runtime_shows_at_once_and_the_window_keeps_its_calls(make_platform):
-    platform = make_platform(rate_limit="10/30s")
+def test_a_budget_changed_at_runtime_shows_at_once_and_the_window_keeps_its_calls(make_metered):
+    platform = make_metered(rate_limit="10/30s")
     session = api(platform)
     for _ in range(3):
         list_page(session, platform)
@@ -334,13 +323,13 @@ def test_a_budget_changed_at_runtime_shows_at_once_and_the_window_keeps_its_call
 
 # ------------------------------------------------------------------ errors and faults
 
-def test_one_server_serves_one_dialect(make_platform):
-    metered = make_platform()
+def test_one_server_serves_one_dialect(make_metered):
+    metered = make_metered()
     session = api(metered)
     for path in ("/api/campaigns", "/auth/token"):
         response = session.get(f"{metered.url}{path}", timeout=5)
         assert response.status_code == 404 and error_of(response)["is_transient"] is False
-    reference = make_platform(dialect="reference")
+    reference = make_metered(dialect="reference")
     assert requests.get(f"{reference.url}/v2/campaigns", timeout=5).status_code == 404
     assert token_call(reference).status_code == 404
     with pytest.raises(ValueError, match="dialect is fixed"):
@@ -352,8 +341,8 @@ def test_one_server_serves_one_dialect(make_platform):
     ({"sync_fail_rate": 1.0}, "sync", 503, 2, True),
     ({"server_error_rate": 1.0}, "list", 500, 1, True),
 ])
-def test_faults_answer_in_the_metered_error_shape(make_platform, knobs, path, status, code, transient):
-    platform = make_platform(rate_limit="100/30s", **knobs)
+def test_faults_answer_in_the_metered_error_shape(make_metered, knobs, path, status, code, transient):
+    platform = make_metered(rate_limit="100/30s", **knobs)
     session = api(platform)
     response = list_page(session, platform) if path == "list" else sync(session, platform, platform.campaign_ids()[0])
     assert response.status_code == status
@@ -362,30 +351,30 @@ def test_faults_answer_in_the_metered_error_shape(make_platform, knobs, path, st
     assert usage(response)[:2] == (100, 99) and platform.stats["synced_ids"] == {}
 
 
-def test_a_server_error_carries_the_fakes_secret_a_client_must_not_copy(make_platform):
-    response = list_page(api(platform := make_platform(server_error_rate=1.0)), platform)
+def test_a_server_error_carries_the_fakes_secret_a_client_must_not_copy(make_metered):
+    response = list_page(api(platform := make_metered(server_error_rate=1.0)), platform)
     assert FAKE_SECRET in response.text and "Traceback" in response.json()["error"]["trace"]
 
 
-def test_html_hang_and_reset_faults_on_v2(make_platform):
-    platform = make_platform(html_error_rate=1.0)
+def test_html_hang_and_reset_faults_on_v2(make_metered):
+    platform = make_metered(html_error_rate=1.0)
     assert "<html>" in list_page(api(platform), platform).text
-    platform = make_platform(hang_rate=1.0)
+    platform = make_metered(hang_rate=1.0)
     with pytest.raises(requests.Timeout):
         list_page(api(platform), platform, timeout=0.3)
-    platform = make_platform(reset_rate=1.0)
+    platform = make_metered(reset_rate=1.0)
     with pytest.raises(requests.ConnectionError):
         sync(api(platform), platform, platform.campaign_ids()[0])
     assert platform.stats["resets"] == 1
 
 
-def test_token_fail_rate_answers_a_transient_503(make_platform):
-    response = token_call(make_platform(token_fail_rate=1.0))
+def test_token_fail_rate_answers_a_transient_503(make_metered):
+    response = token_call(make_metered(token_fail_rate=1.0))
     assert response.status_code == 503 and error_of(response)["is_transient"] is True
 
 
-def test_down_mode_503_answers_every_endpoint_in_the_metered_shape(make_platform):
-    platform = make_platform(down_mode="503")
+def test_down_mode_503_answers_every_endpoint_in_the_metered_shape(make_metered):
+    platform = make_metered(down_mode="503")
     session = api(platform)
     platform.update(down=True)
     answers = [token_call(platform), list_page(session, platform), sync(session, platform, "1")]
@@ -394,8 +383,8 @@ def test_down_mode_503_answers_every_endpoint_in_the_metered_shape(make_platform
     assert platform.stats["calls_while_down"] == 3
 
 
-def test_down_for_resets_calls_then_comes_back(make_platform):
-    platform = make_platform()
+def test_down_for_resets_calls_then_comes_back(make_metered):
+    platform = make_metered()
     session = api(platform)
     platform.down_for(2.0)  # long enough for a busy machine's first call to find it down
     with pytest.raises(requests.ConnectionError):
@@ -410,8 +399,8 @@ def test_down_for_resets_calls_then_comes_back(make_platform):
     wait_until(answers, timeout=30, message="the platform comes back after its 2 s down")
 
 
-def test_a_sync_takes_its_latency_and_only_completed_syncs_count(make_platform):
-    platform = make_platform(sync_latency=0.3)
+def test_a_sync_takes_its_latency_and_only_completed_syncs_count(make_metered):
+    platform = make_metered(sync_latency=0.3)
     session = api(platform)
     campaign = platform.campaign_ids()[1]
     started = time.monotonic()
