@@ -3,9 +3,56 @@
 Pure Python + aiohttp (no Django). ``FakePlatform(cfg).start()`` serves it from
 a daemon thread with its own event loop; ``serve_forever`` runs it in the
 foreground (``manage.py run_fake_platform``). Knobs: ``FakePlatformConfig`` in
-``config.py``, all faults off by default; the data set in ``data.py``; the
-fault gate and the endpoints in ``handlers.py``; state and lifecycle in
-``server.py``.
+``config.py``, all faults off by default; the data set in ``data.py``; what
+both dialects share in ``gate.py`` (counting, outages, the budget window, the
+fault draws), ``tokens.py``, ``catalog.py`` (listing, rows, list answers, slow
+syncs) and ``controls.py`` (/health, /_fake/*); the reference dialect's
+endpoints in ``handlers.py``, the metered dialect's in ``metered.py`` (shapes
+in ``metered_rows.py``); state and lifecycle in ``server.py``.
+
+Dialects
+--------
+``dialect="reference"`` (default) serves the contract's first part;
+``dialect="metered"`` its last part: ``POST /oauth/token``, ``GET
+/v2/campaigns?limit=L&after=CURSOR``, ``POST /v2/campaigns/{id}/sync``. One
+server speaks one dialect (the other's paths answer 404) and cannot change it
+while running. Both serve the same campaigns, windows, faults, stats and token
+store; every knob means the same in both unless said below.
+
+The metered dialect's decisions:
+
+* Token: Basic ``email:password`` (the knobs) and form
+  ``grant_type=client_credentials``; bad credentials 400 ``invalid_client``
+  (checked first), another grant type 400 ``unsupported_grant_type``.
+* Rows: the reference rows reshaped field by field (``metered_rows.py``). Id
+  ``str(23847000000000 + (seed % 1000) * 10**9 + i)``; ``effective_status``
+  active/paused/completed -> ACTIVE/PAUSED/ARCHIVED, and DELETED for the
+  campaigns ``not_found_rate`` deletes (sync 404); ``daily_budget`` the budget
+  times 100 as a string; ``insights`` strings, absent for the share
+  ``no_insights_rate`` (fixed by the seed); ``created_time`` like
+  ``2024-12-11T10:30:00+0000``. Bad rows and bad fields stay as bad (a wrong
+  kind of value is passed through; a huge integer is a 5,000-digit string).
+* Pages: ``limit`` (default ``default_page_size``) capped at 200 and at
+  ``max_page_size``; the cursor is base64 of a listing offset (and a page
+  number for the page-counting knobs), so ``duplicate_across_pages``,
+  ``delete_between_pages`` and ``overlap_pages`` act as on offset pages.
+  ``paging.next`` is absent on the last page; no total, so ``has_more_lies``
+  and ``total_drift`` do not apply. A bad limit or cursor: 400, code 100.
+* Budget: the ``rate_limit`` window is the platform's real budget (change it
+  with ``update`` or /_fake/config; the windows keep their calls). Every /v2
+  answer carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` (after this
+  call), ``X-RateLimit-Reset`` (whole seconds, rounded up, until the oldest
+  call leaves the window: a client that waits it is never early) and
+  ``X-App-Usage: {"call_count": P}`` (percent of the budget in the window,
+  over 100 when the budget drops). Without a rate limit no usage headers. Over
+  the budget: HTTP 200 ``{"code": 40100, "message": "Too many requests"}``, not
+  counted in the window, counted in ``rate_limited`` and ``throttled``.
+* Order on /v2/*: down -> budget -> bearer token (401, code 190,
+  ``is_transient`` false, for missing, unknown, expired, revoked or refused
+  tokens) -> faults (reset, hang, 500 code 1, HTML, 503 code 2; 5xx are
+  transient) -> handler (404 code 100 for an unknown or deleted id; sync takes
+  no body). ``synced_ids``, ``deleted_ids()`` and ``campaign_ids()`` use the
+  metered ids.
 
 Decisions the contract leaves open
 ----------------------------------
@@ -63,7 +110,8 @@ empty with a warning) and hostile values (stored as they are): see ``data.py``.
 
 Stats (``platform.stats``; JSON at GET /_fake/stats) keys: requests
 {token,list,sync,health,other}, responses {status: n}, rate_limited,
-rate_limited_by_client, calls_while_down, api_calls_by_client,
+rate_limited_by_client (every over-budget answer: a 429 or a metered
+throttle), throttled, throttled_by_client (metered throttles), calls_while_down, api_calls_by_client,
 max_calls_in_any_window {client: n} (over window_seconds: the rate-limit W, or
 60 s without a limit), window_seconds, synced_ids {id: n}, synced_total, hung,
 resets, server_errors, bad_rows_served, bad_fields_served, sync_in_flight, concurrent_max,
@@ -74,6 +122,7 @@ Control: GET /_fake/stats, GET|POST /_fake/config (JSON knobs; extra key
 """
 
 from syncer.fake_platform.config import (
+    DIALECTS,
     DOWN_MODES,
     KNOB_HELP,
     MALFORMED_LIST_MODES,
@@ -83,12 +132,13 @@ from syncer.fake_platform.config import (
     parse_rate_limit,
 )
 from syncer.fake_platform.data import BAD_FIELD_KINDS, BAD_ROW_KINDS, HOSTILE_KINDS, UNUSABLE_ID_KINDS
-from syncer.fake_platform.handlers import FAKE_SECRET
+from syncer.fake_platform.gate import FAKE_SECRET
 from syncer.fake_platform.server import FakePlatform
 
 __all__ = [
     "BAD_FIELD_KINDS",
     "BAD_ROW_KINDS",
+    "DIALECTS",
     "DOWN_MODES",
     "FAKE_SECRET",
     "HOSTILE_KINDS",

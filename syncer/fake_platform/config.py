@@ -18,6 +18,7 @@ from syncer.budget import parse_budget
 RETRY_AFTER_MODES = ("header", "body", "both", "neither")
 MALFORMED_LIST_MODES = ("truncated_json", "data_not_list", "no_pagination", "no_total", "html")
 DOWN_MODES = ("reset", "503", "hang")
+DIALECTS = ("reference", "metered")
 
 
 def parse_rate_limit(text):
@@ -47,10 +48,13 @@ def format_rate_limit(parsed):
 
 # Help text for every knob; the management command turns each into a flag.
 KNOB_HELP = {
+    "dialect": "the API spoken: reference (/auth/token, /api/*) | metered (/oauth/token, /v2/*: cursor pages, "
+               "usage headers, throttles as HTTP 200); fixed while the server runs",
     "campaigns": "number of real campaigns campaign_1..campaign_N",
     "default_page_size": "page size when the list call sends no limit",
     "max_page_size": "cap applied to the limit query parameter",
-    "rate_limit": "N/Ws sliding window per X-Client-ID on /api/* (e.g. 10/60s), 'none' = unlimited",
+    "rate_limit": "N/Ws sliding window per X-Client-ID on /api/* or /v2/* (e.g. 10/60s), 'none' = unlimited; the "
+                  "metered dialect's real budget, announced in its usage headers",
     "retry_after_mode": "where a 429 tells the wait: header | body | both | neither",
     "retry_after_override": "seconds announced on 429 instead of the real wait (e.g. 86400)",
     "sync_latency": "seconds a sync call takes (non-blocking sleep)",
@@ -90,11 +94,13 @@ KNOB_HELP = {
     "refuse_tokens": "tokens are issued, but every /api/* call refuses them with 401 (access withdrawn)",
     "down": "an outage: every call except /_fake/* fails the way down_mode says",
     "down_mode": "how the platform fails while down: reset (connection reset) | 503 | hang (never answers)",
+    "no_insights_rate": "metered: share of campaigns (fixed by the seed) listed without insights (no data yet)",
 }
 
 
 @dataclass
 class FakePlatformConfig:
+    dialect: str = "reference"
     # data set and paging
     campaigns: int = 100
     default_page_size: int = 10
@@ -138,6 +144,7 @@ class FakePlatformConfig:
     refuse_tokens: bool = False
     down: bool = False
     down_mode: str = "reset"
+    no_insights_rate: float = 0.1
 
     def __post_init__(self):
         self.validate()
@@ -196,7 +203,8 @@ class FakePlatformConfig:
         number("list_latency")
         number("token_lifetime")
         for name in ("list_fail_rate", "sync_fail_rate", "hang_rate", "reset_rate", "server_error_rate",
-                     "html_error_rate", "not_found_rate", "bad_row_rate", "token_fail_rate", "bad_field_rate"):
+                     "html_error_rate", "not_found_rate", "bad_row_rate", "token_fail_rate", "bad_field_rate",
+                     "no_insights_rate"):
             number(name)
             check(getattr(self, name) <= 1, f"{name} is a probability, must be <= 1")
         if self.retry_after_override is not None:
@@ -206,6 +214,7 @@ class FakePlatformConfig:
               f"retry_after_mode must be one of {RETRY_AFTER_MODES}, got {self.retry_after_mode!r}")
         check(self.malformed_list is None or self.malformed_list in MALFORMED_LIST_MODES,
               f"malformed_list must be None or one of {MALFORMED_LIST_MODES}, got {self.malformed_list!r}")
+        check(self.dialect in DIALECTS, f"dialect must be one of {DIALECTS}, got {self.dialect!r}")
         check(self.down_mode in DOWN_MODES, f"down_mode must be one of {DOWN_MODES}, got {self.down_mode!r}")
         for name in ("hostile_values", "has_more_lies", "duplicate_across_pages", "overlap_pages", "revoke_on_issue",
                      "refuse_tokens", "down", "oversized_chunked"):

@@ -9,13 +9,21 @@ import socket
 import struct
 import threading
 import time
+import types
 from collections import Counter, defaultdict, deque
 
 from aiohttp import web
 
+from syncer.fake_platform.catalog import Catalog
 from syncer.fake_platform.config import FakePlatformConfig
+from syncer.fake_platform.controls import Controls
 from syncer.fake_platform.data import unit
-from syncer.fake_platform.handlers import Handlers
+from syncer.fake_platform.gate import Gate
+from syncer.fake_platform.handlers import REFERENCE, ReferenceHandlers
+from syncer.fake_platform.metered import METERED, MeteredHandlers
+from syncer.fake_platform.tokens import Tokens
+
+DIALECTS = {dialect.name: dialect for dialect in (REFERENCE, METERED)}
 
 
 class StatsSnapshot(dict):
@@ -37,13 +45,14 @@ def _max_in_window(times, window):
     return best
 
 
-class FakePlatform(Handlers):
-    """The fake platform server. Thread-safe control from any thread."""
+class FakePlatform(Gate, Tokens, Catalog, Controls, ReferenceHandlers, MeteredHandlers):
+    """The fake platform server, speaking the dialect its config names. Thread-safe control from any thread."""
 
     def __init__(self, config=None, **knobs):
         config = config if config is not None else FakePlatformConfig()
         self._cfg = config.replace(**knobs) if knobs else config.replace()
         self._limit = self._cfg.parsed_rate_limit
+        self._dialect = DIALECTS[self._cfg.dialect]
         self._lock = threading.RLock()
         self._rng = random.Random(self._cfg.seed)
         self._tokens = {}  # token -> (email, monotonic expiry)
@@ -69,6 +78,8 @@ class FakePlatform(Handlers):
         """Change knobs at runtime (validated; unknown names raise ValueError). Returns the new config."""
         with self._lock:
             new = self._cfg.replace(**knobs)
+            if new.dialect != self._cfg.dialect:
+                raise ValueError("dialect is fixed while the server runs: start another FakePlatform")
             if new.seed != self._cfg.seed:
                 self._rng = random.Random(new.seed)
             if "down" in knobs:
@@ -100,6 +111,7 @@ class FakePlatform(Handlers):
         with self._lock:
             self._requests, self._responses = Counter(), Counter()
             self._rl_by_client, self._synced = Counter(), Counter()
+            self._throttled, self._throttled_by_client = 0, Counter()
             self._history = defaultdict(list)  # client id -> monotonic times of admitted /api calls
             self._rate_limited = self._calls_while_down = self._hung = self._resets = self._server_errors = 0
             self._bad_rows = self._bad_fields = self._sync_in_flight = self._concurrent_max = 0
@@ -122,15 +134,16 @@ class FakePlatform(Handlers):
             live_deletions = set(self._deleted_live)
         if cfg.not_found_rate <= 0 and not live_deletions:
             return []
-        return [f"campaign_{i}" for i in range(1, cfg.campaigns + 1)
+        return [self._dialect.campaign_id(cfg.seed, i) for i in range(1, cfg.campaigns + 1)
                 if self._is_deleted(cfg, i) or i in live_deletions]
 
     def campaign_ids(self, include_deleted=False):
         """Ids of the real campaigns, one inserted while serving included (by default only those a sync can succeed
         on)."""
         gone = set() if include_deleted else set(self.deleted_ids())
-        last = self._cfg.campaigns + int(self._inserted)
-        return [f"campaign_{i}" for i in range(1, last + 1) if f"campaign_{i}" not in gone]
+        seed, last = self._cfg.seed, self._cfg.campaigns + int(self._inserted)
+        ids = (self._dialect.campaign_id(seed, i) for i in range(1, last + 1))
+        return [campaign_id for campaign_id in ids if campaign_id not in gone]
 
     def max_calls_in_window(self, seconds, client_id="default"):
         with self._lock:
@@ -143,6 +156,7 @@ class FakePlatform(Handlers):
             return StatsSnapshot(
                 requests=dict(self._requests), responses=dict(self._responses),
                 rate_limited=self._rate_limited, rate_limited_by_client=dict(self._rl_by_client),
+                throttled=self._throttled, throttled_by_client=dict(self._throttled_by_client),
                 calls_while_down=self._calls_while_down,
                 api_calls_by_client={c: len(t) for c, t in self._history.items()},
                 max_calls_in_any_window={c: _max_in_window(t, window) for c, t in self._history.items()},
@@ -211,9 +225,8 @@ class FakePlatform(Handlers):
         self._stop_requested, self._stopping = asyncio.Event(), asyncio.Event()
         self._started = time.monotonic()
         app = web.Application(middlewares=[self._middleware])
-        app.router.add_post("/auth/token", self._token)
-        app.router.add_get("/api/campaigns", self._list)
-        app.router.add_post("/api/campaigns/{id}/sync", self._sync)
+        for method, path, handler in self._dialect.routes:
+            app.router.add_route(method, path, types.MethodType(handler, self))
         app.router.add_get("/health", self._health)
         app.router.add_get("/_fake/stats", self._fake_stats)
         app.router.add_get("/_fake/config", self._fake_config)

@@ -3,7 +3,9 @@
 Every knob of ``FakePlatformConfig`` is a flag (``--list-fail-rate 0.2``,
 ``--has-more-lies`` / ``--no-has-more-lies``, ...). ``--preset demo`` starts
 from a named preset; explicit flags win over it. ``--fail-rate X`` is a
-shorthand for ``--list-fail-rate X --sync-fail-rate X``.
+shorthand for ``--list-fail-rate X --sync-fail-rate X``. ``--dialect metered``
+serves the metered dialect (PLATFORM_API.md's last part) instead of the
+reference one.
 """
 
 import argparse
@@ -12,6 +14,7 @@ from dataclasses import fields
 from django.core.management.base import BaseCommand, CommandError
 
 from syncer.fake_platform import (
+    DIALECTS,
     DOWN_MODES,
     KNOB_HELP,
     MALFORMED_LIST_MODES,
@@ -47,6 +50,8 @@ def add_knob_arguments(parser):
             kwargs["choices"] = ("none", *MALFORMED_LIST_MODES)
         elif knob.name == "down_mode":
             kwargs["choices"] = DOWN_MODES
+        elif knob.name == "dialect":
+            kwargs["choices"] = DIALECTS
         elif knob.name == "retry_after_override":
             kwargs["type"] = _optional_float
         elif isinstance(default, int) and knob.name != "token_lifetime":
