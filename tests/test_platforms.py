@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.models import ApiClient, AttemptStatus, PlatformKind, RunStatus, SyncAttempt
+from campaigns.models import AdAccount, ApiClient, AttemptStatus, Campaign, PlatformKind, RunStatus, SyncAttempt
+from syncer.fake_platform import FakePlatform, FakePlatformConfig
 from syncer.platforms import PLATFORMS, platform_named
-from tests.runs import check_invariants, failures, sync
+from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
+from tests.runs import assert_all_synced, check_invariants, failures, sync
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,3 +41,68 @@ def test_a_reference_platform_allowing_less_than_configured_is_learned_from_its_
     # (2 or 3 here), not one 429 after another.
     assert run.rate_limited <= 3 * (10 - learned), run.rate_limited
     check_invariants(run, fake_platform, captured_logs)
+
+
+# --- the metered dialect ----------------------------------------------------------------------------
+
+@pytest.fixture
+def metered_platform():
+    """The bundled fake speaking the metered dialect: cursor pages, usage headers, throttles in the body."""
+    platform = FakePlatform(FakePlatformConfig(dialect="metered", campaigns=100, rate_limit=None, sync_latency=0.02,
+                                               seed=7, email=FAKE_EMAIL, password=FAKE_PASSWORD))
+    platform.start()
+    yield platform
+    platform.stop()
+
+
+@pytest.fixture
+def metered_account(make_account, metered_platform):
+    def make(**options) -> AdAccount:
+        return make_account(url=metered_platform.url, platform="metered", **options)
+    return make
+
+
+def test_the_metered_dialect_syncs_every_campaign_with_its_faults_on(metered_platform, metered_account, settings,
+                                                                    fast_sync, captured_logs):
+    settings.SYNC = {**fast_sync, "MAX_ATTEMPTS": 20, "MAX_WAIT": 30.0}
+    metered_platform.update(list_fail_rate=0.2, sync_fail_rate=0.2, hang_rate=0.02, reset_rate=0.02,
+                            bad_field_rate=0.1, token_lifetime=2)
+    run = sync(metered_account(), timeout=240)
+    assert_all_synced(run, metered_platform)
+    check_invariants(run, metered_platform, captured_logs)
+    campaigns = Campaign.objects.filter(account=run.account)
+    assert set(campaigns.values_list("status", flat=True)) <= {"active", "paused", "archived", "deleted", ""}
+    assert campaigns.filter(impressions__isnull=True).exists(), "rows without insights are stored without counts"
+    assert not SyncAttempt.objects.filter(run=run, warnings__contains="insights").exists(), \
+        "absent insights are no data yet, not bad data"
+    assert metered_platform.stats["responses"].get(503, 0) > 0, "the faults were on"
+
+
+def test_the_metered_budget_the_headers_say_is_paced_to_and_given_back_when_they_allow_more(
+        metered_platform, metered_account, captured_logs):
+    """Configured 10/2s, the platform allows 6/2s: its first answer says so, and the run paces to 6."""
+    metered_platform.update(campaigns=40, rate_limit="6/2s")
+    account = metered_account(rate_limit="10/2s")
+    run = sync(account, timeout=120)
+    assert_all_synced(run, metered_platform)
+    assert ApiClient.objects.get(client_id=account.client_id).learned_calls == 6
+    assert "the platform allows 6/2s; configured 10/2s" in run.warnings
+    assert metered_platform.stats["throttled"] <= 3
+    assert metered_platform.max_calls_in_window(2.0, account.client_id) <= 6
+    check_invariants(run, metered_platform, captured_logs)
+
+    metered_platform.update(rate_limit="10/2s")
+    again = sync(account, timeout=120)
+    assert again.status == RunStatus.SUCCEEDED, failures(again)
+    assert ApiClient.objects.get(client_id=account.client_id).learned_calls == 0, "back to the configured budget"
+    assert not [line for line in again.warnings if "the platform allows" in line]
+
+
+def test_a_metered_throttle_is_waited_out_and_never_recorded_as_a_success(metered_platform, metered_account):
+    """No configured budget, so nothing paces: the platform throttles with HTTP 200, and every one is sent again."""
+    metered_platform.update(campaigns=20, rate_limit="5/1s")
+    run = sync(metered_account(rate_limit="none"), timeout=120)
+    assert_all_synced(run, metered_platform)
+    assert metered_platform.stats["throttled"] > 0
+    assert metered_platform.stats["synced_ids"] == {campaign_id: 1 for campaign_id in metered_platform.campaign_ids()}
+    assert run.rate_limited == metered_platform.stats["throttled"], "each throttle counted on the run, none a success"
