@@ -189,7 +189,7 @@ ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class SyncRun(models.Model):
-    """One sync of one account, whoever started it; its counters equal its attempts."""
+    """One sync of one account, whoever started it; its counters equal its attempts until they are pruned."""
 
     account = models.ForeignKey(AdAccount, on_delete=models.CASCADE, related_name="runs")
     trigger = models.CharField(max_length=20, choices=Trigger.choices)
@@ -214,6 +214,8 @@ class SyncRun(models.Model):
         null=True, blank=True, help_text="Set while the platform answers nothing but outages (5xx, timeouts).")
     queued_key = models.CharField(max_length=16, blank=True,
                                   help_text="Fingerprint of the SECRET_KEY that signed its last queued task.")
+    attempts_pruned_at = models.DateTimeField(null=True, blank=True, help_text="When old attempts of it were pruned: "
+                                              "its counters keep what they were, its attempts are fewer.")
 
     campaigns_listed = models.PositiveIntegerField(default=0)
     campaigns_synced = models.PositiveIntegerField(default=0)

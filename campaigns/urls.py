@@ -1,8 +1,8 @@
-"""The status page, its JSON twin, its buttons (POST only) and the health check."""
+"""The status page, its JSON twin, its buttons (POST only), the health check and the Prometheus metrics."""
 from django.urls import path
 from django.views.generic import RedirectView
 
-from campaigns import views
+from campaigns import metrics, views
 
 app_name = "campaigns"
 
@@ -13,4 +13,5 @@ urlpatterns = [
     path("status/accounts/<int:account_id>/sync/", views.account_sync_now, name="account-sync-now"),
     path("status/accounts/<int:account_id>/retry-failed/", views.account_retry_failed, name="account-retry-failed"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
 ]

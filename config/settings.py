@@ -20,6 +20,7 @@ from syncer.validation import (
     Q_WORKERS_MAX,
     THREADS_PER_WORKER_MAX,
     is_valid_client_id,
+    parse_duration,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -77,6 +78,22 @@ def _budget(name: str, default: str):
         return str(parse_budget(text) or "none")
     except ValueError as error:
         raise ImproperlyConfigured(f"{name} is invalid: {error}") from error
+
+
+def _duration(name: str, default: str):
+    try:
+        return parse_duration(env.str(name, default=default))
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name} is invalid: {error}") from error
+
+
+def _metrics_token(name: str) -> str:
+    """A bearer token for /metrics, or "" (then only staff scrape); never echoed in the error."""
+    value = env.str(name, default="")
+    if value and (len(value) < 16 or not all("!" <= character <= "~" for character in value)):
+        raise ImproperlyConfigured(f"{name} is invalid: expected at least 16 printable ASCII characters "
+                                   "without spaces (e.g. from `openssl rand -hex 32`), or nothing")
+    return value
 
 
 def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -267,7 +284,17 @@ SYNC = {
     "FAN_OUT": _positive("SYNC_FAN_OUT", env.int, 2, "drain tasks a run is split into, at least 1"),
     "THREADS_PER_WORKER": _bounded("SYNC_THREADS_PER_WORKER", 500, THREADS_PER_WORKER_MAX,
                                    "a whole number of sync threads one cluster worker process may host"),
+    # History older than these goes (syncer/retention.py): attempts first, runs later.
+    "PRUNE_ATTEMPTS_AFTER": _duration("SYNC_PRUNE_ATTEMPTS_AFTER", "90d"),
+    "PRUNE_RUNS_AFTER": _duration("SYNC_PRUNE_RUNS_AFTER", "365d"),
 }
+if SYNC["PRUNE_RUNS_AFTER"] < SYNC["PRUNE_ATTEMPTS_AFTER"]:
+    raise ImproperlyConfigured("SYNC_PRUNE_RUNS_AFTER is invalid: expected at least SYNC_PRUNE_ATTEMPTS_AFTER "
+                               "(a run outlives its attempts)")
+
+# --- Monitoring ---------------------------------------------------------------
+# /metrics answers a scraper that sends `Authorization: Bearer <METRICS_TOKEN>`, and staff.
+METRICS_TOKEN = _metrics_token("METRICS_TOKEN")
 
 # --- The task cluster (django-q2) ---------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

@@ -1,11 +1,12 @@
-"""A periodic sync per account: one django-q2 cron Schedule, set from the account's admin form or the command.
+"""Schedules: a periodic sync per account (a django-q2 cron Schedule, set from the admin or the command),
+and the daily history prune that every installation gets.
 
 People set it here, never in django-q2's own Schedule admin: there `func` may
 name any importable function, run on the workers, so only superusers edit that.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from croniter import croniter
 from django.utils import timezone
@@ -14,6 +15,7 @@ from django_q.models import Schedule
 from campaigns.models import AdAccount
 
 SCHEDULED_SYNC_TASK = "syncer.tasks.scheduled_sync_task"
+PRUNE_HISTORY_TASK = "syncer.tasks.prune_history_task"
 
 
 def schedule_name(account: AdAccount) -> str:
@@ -59,3 +61,16 @@ def schedule_set(*, account: AdAccount, cron: str) -> Schedule:
 def schedule_clear(*, account: AdAccount) -> bool:
     deleted, _ = _schedules_of(account).delete()
     return bool(deleted)
+
+
+def prune_schedule_ensure(**_signal_arguments) -> Schedule:
+    """The daily prune's schedule, made after `migrate` when missing (found by what it runs: a rename keeps it).
+
+    Its first run is a day after it is made, so a fresh install prunes nothing in its first hours; a
+    superuser may move it in django-q2's Schedule admin, and it stays where they put it.
+    """
+    schedule = Schedule.objects.filter(func=PRUNE_HISTORY_TASK).order_by("id").first()
+    if schedule is None:
+        schedule = Schedule.objects.create(name="prune-history", func=PRUNE_HISTORY_TASK, schedule_type=Schedule.DAILY,
+                                           repeats=-1, next_run=timezone.now() + timedelta(days=1))
+    return schedule

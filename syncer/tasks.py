@@ -13,7 +13,7 @@ import functools
 import logging
 
 from campaigns.models import AdAccount, SyncRun, Trigger
-from syncer import hosting, services
+from syncer import hosting, retention, services
 from syncer.queueing import drain_enqueue, fan_out_shape, run_fan_out
 
 log = logging.getLogger(__name__)
@@ -80,3 +80,8 @@ def scheduled_sync_task(account_id: int) -> int | None:
         log.info("scheduled sync skipped: %s", refused)
         return None
     return run.pk
+
+
+def prune_history_task() -> str:
+    """The daily prune (syncer/schedules.py), with the SYNC_PRUNE_* limits."""
+    return retention.history_prune().summary()

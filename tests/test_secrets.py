@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 from django.apps import apps
 
 from campaigns.models import AdAccount, RunStatus, SyncRun, Trigger
@@ -130,3 +131,20 @@ def test_no_secret_in_a_debug_json_run_of_the_command(hostile_platform, fake_pla
     assert_hidden(secrets, result.stderr, "stderr")
     assert SyncRun.objects.get().status == RunStatus.SUCCEEDED
     assert_nothing_in_the_database(secrets)
+
+
+METRICS_TOKEN = "metrics-scrape-s3cret-token-7731"
+
+
+def test_the_metrics_token_is_in_no_log_line_answer_or_column(settings, live_server, debug_log_lines):
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    answers = []
+    for header in (f"Bearer {METRICS_TOKEN}", f"Bearer {METRICS_TOKEN}-wrong", f"Basic {METRICS_TOKEN}"):
+        response = requests.get(f"{live_server.url}/metrics", headers={"Authorization": header}, timeout=30)
+        answers.append((response.status_code, response.text + str(response.headers)))
+    assert [status for status, _ in answers] == [200, 401, 401]
+    logs = debug_log_lines()
+    assert "/metrics" in logs  # the refused scrapes were logged, without their header
+    for where, text in [("a log line", logs), *((f"the answer {status}", text) for status, text in answers),
+                        ("the database", database_text())]:
+        assert METRICS_TOKEN not in text, f"the metrics token appears in {where}"

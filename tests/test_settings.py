@@ -67,6 +67,12 @@ BAD_VALUES = [
     ("SECURE_SSL_REDIRECT", "sometimes"),
     ("DATABASE_URL", "nonsense"),
     ("DATABASE_URL", "foo://host/db"),
+    ("SYNC_PRUNE_ATTEMPTS_AFTER", "90"),
+    ("SYNC_PRUNE_ATTEMPTS_AFTER", "0d"),
+    ("SYNC_PRUNE_RUNS_AFTER", "a year"),
+    ("SYNC_PRUNE_RUNS_AFTER", "30d"),  # shorter than the attempts' 90d: a run outlives its attempts
+    ("METRICS_TOKEN", "short"),
+    ("METRICS_TOKEN", "a token with spaces in it"),
 ]
 
 
@@ -79,6 +85,12 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(tmp_path, 
     assert len(lines) == 1, result.stderr
     assert variable in lines[0], lines[0]
     assert "no issues" not in result.stdout
+
+
+def test_a_bad_metrics_token_is_refused_without_showing_it(tmp_path):
+    result = manage_check(tmp_path, METRICS_TOKEN="tiny-s3cret")
+    assert result.returncode == 2 and "METRICS_TOKEN" in result.stderr
+    assert "tiny-s3cret" not in result.stderr + result.stdout
 
 
 def test_a_bad_postgresql_pool_size_stops_start_up_with_one_line_naming_it(tmp_path):

@@ -282,8 +282,10 @@ class Database:
     kind = "?"
     url = ""
 
-    def runs(self) -> list[dict]:
-        rows = self._query(f"SELECT {', '.join(RUN_COLUMNS)} FROM campaigns_syncrun ORDER BY id")
+    def runs(self, after_id: int = 0) -> list[dict]:
+        """The runs past `after_id` (a seeded history's runs are not the scenario's)."""
+        rows = self._query(f"SELECT {', '.join(RUN_COLUMNS)} FROM campaigns_syncrun WHERE id > {int(after_id)} "
+                           "ORDER BY id")
         runs = []
         for row in rows:
             run = dict(zip(RUN_COLUMNS, row, strict=False))
@@ -292,14 +294,15 @@ class Database:
             runs.append(run)
         return runs
 
-    def attempts_save(self, path: Path) -> None:
+    def attempts_save(self, path: Path, after_run_id: int = 0) -> None:
         """Every attempt's run, status, tries, times and latency as CSV, for a look after the database is gone."""
         columns = ("run_id", "platform_id", "status", "tries", "http_status", "started_at", "finished_at",
                    "latency_ms")
         with path.open("w", newline="") as out:
             writer = csv.writer(out)
             writer.writerow(columns)
-            writer.writerows(self._query(f"SELECT {', '.join(columns)} FROM campaigns_syncattempt ORDER BY id"))
+            writer.writerows(self._query(f"SELECT {', '.join(columns)} FROM campaigns_syncattempt "
+                                         f"WHERE run_id > {int(after_run_id)} ORDER BY id"))
 
     def scalar(self, sql: str):
         rows = self._query(sql)

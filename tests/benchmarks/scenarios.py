@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -182,8 +183,13 @@ def run_single(ctx: Context, name: str, *, campaigns: int, rate_limit: str, late
 
 
 def run_fleet(ctx: Context, name: str, *, accounts: int, campaigns: int, rate_limit: str, latency: float,
-              backend: str, clusters: int, deadline: float, env_overrides: dict | None = None) -> Outcome:
-    """`accounts` accounts with a budget each, queued at once on `clusters` qcluster processes."""
+              backend: str, clusters: int, deadline: float, env_overrides: dict | None = None,
+              database_from: Path | None = None, beside=None) -> Outcome:
+    """`accounts` accounts with a budget each, queued at once on `clusters` qcluster processes.
+
+    `database_from`: a SQLite file (migrated, with a history) to start from instead of an empty one;
+    `beside(env, logdir)`: called once the runs are queued, to start something beside the fleet.
+    """
     logdir = ctx.logdir(name)
     sampler = Sampler().start()
     db = None
@@ -193,6 +199,10 @@ def run_fleet(ctx: Context, name: str, *, accounts: int, campaigns: int, rate_li
         probe = base_env(database_url="sqlite:///" + str(logdir / "db.sqlite3"), platform_url=fake.url,
                          redis=postgres, **(env_overrides or {}))
         db = PostgresDatabase(probe, logdir) if postgres else SqliteDatabase(logdir / "db.sqlite3", probe, logdir)
+        seeded = 0  # the last run of the history it starts from
+        if database_from is not None:
+            shutil.copyfile(database_from, db.path)
+            seeded = max((r["id"] for r in db.runs()), default=0)
         env = {**probe, "DATABASE_URL": db.url}
         if postgres:
             redis_flush()
@@ -205,12 +215,14 @@ def run_fleet(ctx: Context, name: str, *, accounts: int, campaigns: int, rate_li
         if setup.wait(300) != 0:
             raise BenchError(f"fleet setup failed: {setup.log_text()[-2000:]}")
         enqueue_seconds = json.loads(setup.log_text().strip().splitlines()[-1])["enqueue_seconds"]
+        if beside is not None:
+            beside(env, logdir)
         started = time.monotonic()
         timed_out, read_errors = True, []
         most_connections = 0
         while time.monotonic() - started < deadline:
             try:
-                runs = db.runs()
+                runs = db.runs(seeded)
                 if postgres:
                     most_connections = max(most_connections, db.connections())
             except Exception as error:
@@ -221,8 +233,8 @@ def run_fleet(ctx: Context, name: str, *, accounts: int, campaigns: int, rate_li
                 timed_out = False
                 break
             time.sleep(1.0)
-        runs, stats = db.runs(), fake.stats()
-        db.attempts_save(logdir / "attempts.csv")
+        runs, stats = db.runs(seeded), fake.stats()
+        db.attempts_save(logdir / "attempts.csv", seeded)
         finished = sum(1 for r in runs if r["status"] in TERMINAL)
         notes = [f"{finished}/{len(runs)} runs finished", *_fleet_timeline(runs),
                  f"enqueue took {enqueue_seconds:.1f} s", f"{clusters} qcluster x {q_workers(env)} workers"]
