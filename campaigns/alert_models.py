@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class AlertCondition(models.TextChoices):
@@ -66,7 +67,7 @@ class AlertDelivery(models.Model):
     status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     tries = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=300, blank=True, help_text="One line, never a secret.")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)  # the evaluation's moment: the digest counts by it
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a sender took it.")
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -2,23 +2,18 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+from syncer.validation import email_list, email_list_problem
 
 MINUTES_IN_A_YEAR = 525_600
 
 
-def email_list(text: str) -> list[str]:
-    """The addresses of a comma-, space- or line-separated list, in order, each once."""
-    return list(dict.fromkeys(part for part in text.replace(",", " ").split() if part))
-
-
 def validate_email_list(text: str) -> None:
-    for address in email_list(text):
-        try:
-            validate_email(address)
-        except ValidationError:
-            raise ValidationError(f"{address!r} is not an email address; separate addresses with commas") from None
+    problem = email_list_problem(text)
+    if problem:
+        raise ValidationError(problem)
 
 
 class AlertSettings(models.Model):

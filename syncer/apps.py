@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class SyncerConfig(AppConfig):
@@ -7,8 +7,18 @@ class SyncerConfig(AppConfig):
     verbose_name = "Sync engine"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
         from django_q.signals import post_spawn
 
         from syncer.recovery import on_worker_spawn
 
         post_spawn.connect(on_worker_spawn, dispatch_uid="syncer-resume-stale-runs")
+        # After django_q's tables exist: on every migrate (and flush), as the demo and deployments run it.
+        post_migrate.connect(_ensure_alerts_schedule, sender=apps.get_app_config("django_q"),
+                             dispatch_uid="syncer-alerts-schedule")
+
+
+def _ensure_alerts_schedule(**kwargs) -> None:
+    from syncer.schedules import alerts_schedule_ensure
+
+    alerts_schedule_ensure()

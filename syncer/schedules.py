@@ -59,3 +59,16 @@ def schedule_set(*, account: AdAccount, cron: str) -> Schedule:
 def schedule_clear(*, account: AdAccount) -> bool:
     deleted, _ = _schedules_of(account).delete()
     return bool(deleted)
+
+
+ALERTS_CHECK_TASK = "syncer.tasks.alerts_check_task"
+ALERTS_SCHEDULE_NAME = "alerts-check"
+
+
+def alerts_schedule_ensure() -> Schedule:
+    """The every-minute alert check, created once (after each migrate); an operator's changes to it are kept."""
+    schedule, _ = Schedule.objects.get_or_create(
+        name=ALERTS_SCHEDULE_NAME,
+        defaults={"func": ALERTS_CHECK_TASK, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1,
+                  "next_run": timezone.now()})
+    return schedule

@@ -14,6 +14,7 @@ import logging
 
 from campaigns.models import AdAccount, SyncRun, Trigger
 from syncer import hosting, services
+from syncer.alerting.check import alerts_check
 from syncer.queueing import drain_enqueue, fan_out_shape, run_fan_out
 
 log = logging.getLogger(__name__)
@@ -80,3 +81,9 @@ def scheduled_sync_task(account_id: int) -> int | None:
         log.info("scheduled sync skipped: %s", refused)
         return None
     return run.pk
+
+
+def alerts_check_task() -> int:
+    """Every minute: open and resolve alerts and send their messages; how many transitions it found."""
+    evaluation = alerts_check()
+    return len(evaluation.opened) + len(evaluation.resolved)

@@ -14,3 +14,21 @@ def is_valid_client_id(value: str) -> bool:
 CONCURRENCY_MAX = 100  # sync calls in flight per run (SYNC_CONCURRENCY and --concurrency)
 THREADS_PER_WORKER_MAX = 2_000  # drain threads one cluster worker process hosts (SYNC_THREADS_PER_WORKER)
 Q_WORKERS_MAX = 32  # worker processes per cluster (Q_WORKERS); more hosts scale further
+
+
+def email_list(text: str) -> list[str]:
+    """The addresses of a comma-, space- or line-separated list, in order, each once."""
+    return list(dict.fromkeys(text.replace(",", " ").split()))
+
+
+def email_list_problem(text: str) -> str | None:
+    """What is wrong with a list of addresses, in one line, or None."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email  # Django's rule; importable before settings are read
+
+    for address in email_list(text):
+        try:
+            validate_email(address)
+        except ValidationError:
+            return f"{address!r} is not an email address; separate addresses with commas"
+    return None
