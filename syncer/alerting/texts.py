@@ -34,8 +34,8 @@ def credentials_refused(account: AdAccount, run: SyncRun) -> str:
 
 
 def stale(account: AdAccount, *, since: datetime, now: datetime) -> str:
-    what = "no successful sync" if account.last_success_at else "never synced since it was added"
-    return one_line(f"{account.name}: {what} for {_ago(since, now)} "
+    what = "no successful sync for" if account.last_success_at else "never synced; added"
+    return one_line(f"{account.name}: {what} {_ago(since, now)}{'' if account.last_success_at else ' ago'} "
                     f"(its limit is {account.stale_after_minutes} min)")
 
 
