@@ -37,7 +37,8 @@ def ended_run(account: AdAccount, status: str, *, minutes_ago: float = 1, error:
     at = timezone.now() - timedelta(minutes=minutes_ago)
     return SyncRun.objects.create(account=account, trigger=Trigger.COMMAND, status=status, created_at=at,
                                   started_at=at, prepared_at=None if error else at, finished_at=at,
-                                  error_message=error, campaigns_synced=synced, campaigns_failed=failed)
+                                  error_message=error, campaigns_listed=synced + failed, campaigns_synced=synced,
+                                  campaigns_failed=failed)
 
 
 def open_alerts() -> list[tuple[str, str]]:

@@ -66,7 +66,8 @@ def _decided_runs(run_ids: list[int]) -> dict[int, SyncRun]:
                                                  prepared_at__isnull=False)
     runs = SyncRun.objects.filter(pk__in=run_ids, status__in=(RunStatus.PARTIAL, RunStatus.FAILED)).annotate(
         refused=Exists(auth_attempts), authenticated_later=Exists(authenticated_later),
-    ).only("pk", "account_id", "status", "error_message", "campaigns_synced", "campaigns_failed", "created_at")
+    ).only("pk", "account_id", "status", "error_message", "campaigns_listed", "campaigns_synced",
+           "campaigns_failed", "created_at")
     return {run.pk: run for run in runs}
 
 

@@ -24,6 +24,9 @@ def _ago(since: datetime, now: datetime) -> str:
 
 
 def run_failed(account: AdAccount, run: SyncRun) -> str:
+    if not run.campaigns_listed:
+        return one_line(f"{account.name}: sync run #{run.pk} ended {run.status} before any campaign was listed; "
+                        "see the run's error in the admin")
     return one_line(f"{account.name}: sync run #{run.pk} ended {run.status} ({run.campaigns_synced} synced, "
                     f"{run.campaigns_failed} failed); see the run in the admin, then retry its failed campaigns")
 
