@@ -21,7 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django_q.admin import ScheduleAdmin
 from django_q.models import Schedule
 
-from campaigns import selectors
+from campaigns import alert_admin, selectors  # noqa: F401 (alert_admin registers the alert pages)
 from campaigns.forms import AdAccountForm
 from campaigns.models import AdAccount, Campaign, SyncAttempt, SyncRun, Trigger
 from campaigns.templatetags.sync_display import ago, duration, percentage, short_name, status_badge

@@ -246,3 +246,42 @@ def test_an_account_name_with_newlines_and_html_stays_one_line_and_the_webhook_b
     message = Alert.objects.get().message
     assert "\n" not in message and message.startswith('Evil Name <script>"x"</script> 🚀:')
     assert json.loads(hooks.posts[0].body)["account"]["name"].startswith("Evil\nName")
+
+
+# --- the admin -------------------------------------------------------------------------------
+
+ACCOUNT_FORM = {"name": "Acme", "slug": "acme", "base_url": "http://127.0.0.1:9", "email": "a@b.test",
+                "client_id": "c", "rate_limit": "10/60s", "password": "s3cret", "platform": "reference"}
+
+
+def test_the_account_form_takes_the_alert_settings_and_names_a_bad_address(admin_client):
+    response = admin_client.post("/admin/campaigns/adaccount/add/",
+                                 {**ACCOUNT_FORM, "alert_emails": "ops@example.com, nobody-at-all"})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["alert_emails"] == [
+        "'nobody-at-all' is not an email address; separate addresses with commas"]
+    response = admin_client.post("/admin/campaigns/adaccount/add/", {
+        **ACCOUNT_FORM, "alert_emails": "ops@example.com, oncall@example.com", "stale_after_minutes": "90",
+        "outage_alert_after_minutes": "5"})
+    assert response.status_code == 302
+    account = AdAccount.objects.get(slug="acme")
+    assert account.alert_email_list == ["ops@example.com", "oncall@example.com"]
+    assert (account.stale_after_minutes, account.outage_alert_after_minutes) == (90, 5)
+
+
+def test_alert_limits_left_empty_keep_their_defaults(admin_client):
+    assert admin_client.post("/admin/campaigns/adaccount/add/", ACCOUNT_FORM).status_code == 302
+    account = AdAccount.objects.get(slug="acme")
+    assert (account.stale_after_minutes, account.outage_alert_after_minutes) == (24 * 60, 15)
+
+
+def test_alerts_and_deliveries_are_read_only_records_in_the_admin(admin_client, alert_channels):
+    ended_run(plain_account(), RunStatus.FAILED, failed=2)
+    alerts_check()
+    alert, delivery = Alert.objects.get(), AlertDelivery.objects.first()
+    listing = admin_client.get("/admin/campaigns/alert/?state=open").content.decode()
+    assert "Sync failed" in listing and "Run #" in listing
+    page = admin_client.get(f"/admin/campaigns/alert/{alert.pk}/change/").content.decode()
+    assert "opened email (sent, 1 tries)" in page and 'name="_save"' not in page
+    assert admin_client.get(f"/admin/campaigns/alertdelivery/{delivery.pk}/change/").status_code == 200
+    assert admin_client.get("/admin/campaigns/alert/add/").status_code == 403
