@@ -9,9 +9,12 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import Schedule
 
+from campaigns import selectors
 from campaigns.alert_models import Alert, AlertCondition, AlertDelivery, DeliveryKind, DeliveryStatus
 from campaigns.models import AdAccount, RunStatus, SyncRun, Trigger
 from syncer.alerting.check import alerts_check
@@ -20,6 +23,9 @@ from syncer.services import run_execute, sync_run_start
 from syncer.tasks import alerts_check_task
 from tests.alert_receivers import SMTP_PASSWORD, SMTP_USER, free_port
 from tests.conftest import FAKE_PASSWORD, OPS_EMAIL
+
+pytest.register_assert_rewrite("tests.people_fixtures")  # a plugin too (below): rewrite before importing
+pytest_plugins = ["tests.people_fixtures"]  # private_cache
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -285,3 +291,41 @@ def test_alerts_and_deliveries_are_read_only_records_in_the_admin(admin_client, 
     assert "opened email (sent, 1 tries)" in page and 'name="_save"' not in page
     assert admin_client.get(f"/admin/campaigns/alertdelivery/{delivery.pk}/change/").status_code == 200
     assert admin_client.get("/admin/campaigns/alert/add/").status_code == 403
+
+
+# --- the status page -------------------------------------------------------------------------
+
+def test_the_status_page_and_its_json_show_the_open_alerts(admin_client, private_cache):
+    account = plain_account()
+    AdAccount.objects.filter(pk=account.pk).update(name="<b>Acme</b>")
+    run = ended_run(account, RunStatus.FAILED, failed=2)
+    alerts_check()
+    html = admin_client.get("/status/").content.decode()
+    assert "1 open alert" in html and "&lt;b&gt;Acme&lt;/b&gt;: sync run #" in html and "<b>Acme</b>" not in html
+    assert f'href="/admin/campaigns/syncrun/{run.pk}/change/"' in html
+    alerts = admin_client.get("/status.json").json()["alerts"]
+    assert alerts["open"] == 1
+    assert [(item["account"], item["condition"], item["run_id"]) for item in alerts["newest"]] == [
+        ("acme", "run_failed", run.pk)]
+    ended_run(account, RunStatus.SUCCEEDED, minutes_ago=0, synced=2)
+    alerts_check()
+    assert "open alert" not in admin_client.get("/status/").content.decode()
+    assert admin_client.get("/status.json").json()["alerts"] == {"open": 0, "newest": []}
+
+
+def test_the_open_alerts_cost_the_status_page_the_same_queries_however_many(private_cache):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            overview = selectors.status_overview()
+            [alert.account.name for alert in overview.alerts]
+        return len(captured)
+
+    ended_run(plain_account("one"), RunStatus.FAILED, failed=1)
+    alerts_check()
+    few = queries()
+    for index in range(30):
+        ended_run(plain_account(f"many{index}"), RunStatus.FAILED, failed=1)
+    alerts_check()
+    overview = selectors.status_overview()
+    assert overview.alerts_open_count == 31 and len(overview.alerts) == selectors.OPEN_ALERTS_LIMIT
+    assert queries() == few
