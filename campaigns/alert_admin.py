@@ -4,22 +4,10 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html_join
 
+from campaigns.admin_records import ReadOnlyRecordMixin
 from campaigns.alert_models import Alert, AlertDelivery
 from campaigns.templatetags.sync_display import short_name
 from campaigns.views import run_link
-
-
-class _RecordAdmin(admin.ModelAdmin):
-    """What happened is not edited by hand (the same rule as runs and attempts)."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class OpenFilter(admin.SimpleListFilter):
@@ -36,7 +24,7 @@ class OpenFilter(admin.SimpleListFilter):
 
 
 @admin.register(Alert)
-class AlertAdmin(_RecordAdmin):
+class AlertAdmin(ReadOnlyRecordMixin, admin.ModelAdmin):
     list_display = ["condition", "account", "opened_at", "resolved_at", "message_short", "run_admin_link"]
     list_filter = [OpenFilter, "condition", "account"]
     list_select_related = ["account", "run"]
@@ -61,7 +49,7 @@ class AlertAdmin(_RecordAdmin):
 
 
 @admin.register(AlertDelivery)
-class AlertDeliveryAdmin(_RecordAdmin):
+class AlertDeliveryAdmin(ReadOnlyRecordMixin, admin.ModelAdmin):
     list_display = ["created_at", "channel", "kind", "status", "tries", "last_error", "finished_at"]
     list_filter = ["status", "channel", "kind"]
     fields = ["channel", "kind", "status", "tries", "last_error", "created_at", "claimed_at", "finished_at",

@@ -347,7 +347,7 @@ def _email_url(name: str) -> dict:
         config = env.email_url(name)
     except (ValueError, KeyError, environ.ImproperlyConfigured) as error:
         raise ImproperlyConfigured(f"{name} is invalid: {_EMAIL_URL_EXPECTS}") from error
-    if not config.get("EMAIL_HOST"):
+    if config.get("EMAIL_BACKEND", "").endswith("smtp.EmailBackend") and not config.get("EMAIL_HOST"):
         raise ImproperlyConfigured(f"{name} is invalid: {_EMAIL_URL_EXPECTS}")
     return config
 

@@ -62,7 +62,8 @@ class SmtpServer:
         return self
 
     def stop(self) -> None:
-        self.controller.stop()
+        if self.controller.loop.is_running():
+            self.controller.stop()
 
 
 @dataclass
@@ -111,5 +112,6 @@ class WebhookReceiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T0123/B0456/xoxb-route-token"
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if self.server.socket.fileno() != -1:  # once only: shutdown() waits forever on a stopped server
+            self.server.shutdown()
+            self.server.server_close()

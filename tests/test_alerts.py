@@ -9,7 +9,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import Schedule
@@ -97,6 +97,16 @@ def test_a_later_successful_run_resolves_the_alert_once(alert_channels):
     assert hooks.posts[1].json["resolved_at"] == alert.resolved_at.isoformat()
     assert len(smtp.mails) == 2 and "Resolved: Acme: Sync failed" in smtp.mails[1].text
     assert sorted(AlertDelivery.objects.values_list("kind", flat=True)) == ["opened", "opened", "resolved", "resolved"]
+
+
+def test_the_database_holds_one_open_alert_per_account_and_condition():
+    account, now = plain_account(), timezone.now()
+    Alert.objects.create(account=account, condition=AlertCondition.STALE, opened_at=now, message="first")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Alert.objects.create(account=account, condition=AlertCondition.STALE, opened_at=now, message="second")
+    Alert.objects.update(resolved_at=now)
+    Alert.objects.create(account=account, condition=AlertCondition.STALE, opened_at=now, message="a new stretch")
+    assert Alert.objects.count() == 2
 
 
 def test_a_cancelled_run_after_a_failure_does_not_clear_it(alert_channels):
@@ -217,7 +227,6 @@ def test_a_dead_receiver_and_mail_server_fail_their_deliveries_in_one_line_and_n
     smtp, hooks = alert_channels
     smtp.stop()
     hooks.stop()
-    smtp.start = hooks.stop = smtp.stop = lambda: None  # stopped already: the fixtures' teardown has nothing to do
     settings.EMAIL_PORT = free_port()
     ended_run(plain_account("broken"), RunStatus.FAILED, failed=1)
     evaluation = alerts_check()

@@ -26,6 +26,7 @@ from campaigns.models import AdAccount
 from syncer.accounts import account_default_get
 from syncer.schedules import schedule_cron, schedule_set
 from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
+from tests.queue import set_schedules
 
 pytest.register_assert_rewrite("tests.people_fixtures")  # it is a plugin too (below): rewrite before importing
 
@@ -366,15 +367,15 @@ def test_an_error_report_of_the_account_forms_shows_the_password_as_stars(admin_
 def test_the_sync_schedule_field_sets_changes_and_clears_the_accounts_periodic_sync(staff_with, account):
     client = staff_with("change_adaccount", "trigger_sync", role="staff_trigger")
     change_account(client, account, sync_schedule="*/30   * * * *")
-    schedule = Schedule.objects.get()
+    schedule = set_schedules().get()
     assert (schedule.cron, schedule.func, schedule.args) == ("*/30 * * * *", "syncer.tasks.scheduled_sync_task",
                                                              f"({account.pk},)")
     page = client.get(f"/admin/campaigns/adaccount/{account.pk}/change/").content.decode()
     assert 'value="*/30 * * * *"' in page
     change_account(client, account, sync_schedule="0 * * * *", slug="acme-renamed")
-    assert list(Schedule.objects.values_list("cron", "name")) == [("0 * * * *", "sync-acme-renamed")]
+    assert list(set_schedules().values_list("cron", "name")) == [("0 * * * *", "sync-acme-renamed")]
     change_account(client, account, slug="acme-renamed", sync_schedule="")
-    assert not Schedule.objects.exists()
+    assert not set_schedules().exists()
 
 
 @pytest.mark.django_db
@@ -384,7 +385,7 @@ def test_a_bad_cron_expression_is_a_form_error_in_the_services_words(staff_with,
     response = change_account(client, account, sync_schedule="every hour")
     assert response.context["adminform"].form.errors["sync_schedule"] == [
         "'every hour' is not a cron expression with five fields, like '*/30 * * * *'"]
-    assert not Schedule.objects.exists()
+    assert not set_schedules().exists()
 
 
 @pytest.mark.django_db
@@ -416,7 +417,7 @@ def test_only_superusers_add_change_or_delete_django_q_schedules(staff_with, adm
     assert staff.post("/admin/django_q/schedule/add/", anything).status_code == 403
     assert staff.post(f"/admin/django_q/schedule/{schedule.pk}/change/", anything).status_code == 403
     assert staff.post(f"/admin/django_q/schedule/{schedule.pk}/delete/", {"post": "yes"}).status_code == 403
-    assert list(Schedule.objects.values_list("func", flat=True)) == ["syncer.tasks.scheduled_sync_task"]
+    assert list(set_schedules().values_list("func", flat=True)) == ["syncer.tasks.scheduled_sync_task"]
     assert admin_client.post("/admin/django_q/schedule/add/", anything).status_code == 302
     assert Schedule.objects.filter(func="os.system").exists()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, Subquery
 
 from campaigns.alert_models import AlertCondition
 from campaigns.models import ACTIVE_RUN_STATUSES, AdAccount, ErrorCategory, RunStatus, SyncAttempt, SyncRun
@@ -24,6 +24,7 @@ DECIDED_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED
 # How the engine words a refused login on the run (the adapters' `credentials_refused`, and two fresh tokens
 # refused): a listing that fails has no attempt to carry the `auth` category, only the run's error text.
 CREDENTIALS_WORD = "credentials"
+LATEST_ENDED = F("finished_at").desc(nulls_last=True)  # PostgreSQL sorts NULLs first in a descending order
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,9 @@ def _accounts_with_their_runs():
     active = runs.filter(status__in=ACTIVE_RUN_STATUSES)
     return AdAccount.objects.annotate(
         decided_run_id=Subquery(runs.filter(status__in=DECIDED_RUN_STATUSES)
-                                .order_by("-finished_at", "-id").values("pk")[:1]),
+                                .order_by(LATEST_ENDED, "-id").values("pk")[:1]),
         last_success_at=Subquery(runs.filter(status=RunStatus.SUCCEEDED)
-                                 .order_by("-finished_at").values("finished_at")[:1]),
+                                 .order_by(LATEST_ENDED).values("finished_at")[:1]),
         active_run_id=Subquery(active.values("pk")[:1]),
         unavailable_since=Subquery(active.values("platform_unavailable_since")[:1]),
     ).only("pk", "name", "created_at", "stale_after_minutes", "outage_alert_after_minutes")
