@@ -44,11 +44,20 @@ def alerts_evaluate(*, now: datetime | None = None) -> Evaluation:
         evaluation.resolved = [alert for key, alert in still_open.items() if key not in firing
                                if _resolve(alert, now)]
         evaluation.deliveries = _queue(evaluation.opened, evaluation.resolved, now)
+    _log_transitions(evaluation)
+    return evaluation
+
+
+def _log_transitions(evaluation: Evaluation) -> None:
+    """A line per transition, or one line in all when there are more than a digest's worth."""
+    if len(evaluation.opened) + len(evaluation.resolved) > settings.ALERTS["DIGEST_AFTER"]:
+        log.warning("%s alerts opened, %s resolved (see the admin's alerts)", len(evaluation.opened),
+                    len(evaluation.resolved))
+        return
     for alert in evaluation.opened:
         log.warning("alert opened: %s", alert.message)
     for alert in evaluation.resolved:
         log.info("alert resolved: %s", alert.message)
-    return evaluation
 
 
 def _open(item: Firing, now: datetime) -> Alert | None:
