@@ -21,7 +21,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django_q.admin import ScheduleAdmin
 from django_q.models import Schedule
 
-from campaigns import selectors
+from campaigns import alert_admin, selectors  # noqa: F401 (alert_admin registers the alert pages)
+from campaigns.admin_records import ReadOnlyRecordMixin
 from campaigns.forms import AdAccountForm
 from campaigns.models import AdAccount, Campaign, SyncAttempt, SyncRun, Trigger
 from campaigns.templatetags.sync_display import ago, duration, percentage, short_name, status_badge
@@ -58,19 +59,6 @@ class TriggerSyncMixin:
     def message_refused(self, request, refused: services.SyncRefused) -> None:
         level = messages.ERROR if refused.failed_run else messages.WARNING  # a run that failed at once
         self.message_user(request, refusal_message(refused), level)
-
-
-class ReadOnlyRecordMixin:
-    """Runs and attempts are records of what happened: nobody adds, edits or deletes them by hand."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 # --- ad accounts --------------------------------------------------------------------

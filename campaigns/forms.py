@@ -1,10 +1,14 @@
-"""The admin's forms: an ad account with its write-only password and its periodic sync."""
+"""The admin's forms: an ad account with its write-only password, its periodic sync and its alert settings."""
 from __future__ import annotations
 
 from django import forms
 
 from campaigns.models import AdAccount
 from syncer.schedules import cron_checked, schedule_cron
+
+# Left empty, a limit keeps its default (a form posted before these fields existed still saves).
+ALERT_LIMIT_DEFAULTS = {name: AdAccount._meta.get_field(name).default
+                        for name in ("stale_after_minutes", "outage_alert_after_minutes")}
 
 
 class AdAccountForm(forms.ModelForm):
@@ -25,15 +29,25 @@ class AdAccountForm(forms.ModelForm):
     class Meta:
         model = AdAccount
         fields = ["name", "slug", "platform", "base_url", "email", "password", "client_id", "rate_limit",
-                  "sync_schedule"]
+                  "sync_schedule", "stale_after_minutes", "outage_alert_after_minutes", "alert_emails"]
+        widgets = {"alert_emails": forms.TextInput(attrs={"size": 80})}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # A new account cannot sync without its password; an existing one keeps it when left blank.
         self.fields["password"].required = self.instance.pk is None
         self.fields["sync_schedule"].disabled = not self.schedule_editable
+        for name in ALERT_LIMIT_DEFAULTS:
+            self.fields[name].required = False
         if self.instance.pk:
             self.fields["sync_schedule"].initial = schedule_cron(account=self.instance)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        for name, default in ALERT_LIMIT_DEFAULTS.items():
+            if cleaned.get(name) is None and name not in self.errors:
+                cleaned[name] = default
+        return cleaned
 
     def clean_sync_schedule(self) -> str:
         cron = self.cleaned_data["sync_schedule"]

@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models import Case, F, Q, Value, When
 from django.views.decorators.debug import sensitive_variables
 
+from campaigns.alert_models import Alert, AlertCondition, AlertDelivery  # noqa: F401 (models of this app)
+from campaigns.alert_settings import AlertSettings
 from campaigns.crypto import decrypt, encrypt, is_under_current_key, reencrypt
 from syncer.budget import RateBudget, parse_budget
 from syncer.validation import CLIENT_ID_EXPECTS, CLIENT_ID_MAX_LENGTH, is_valid_client_id
@@ -50,7 +52,7 @@ class PlatformKind(models.TextChoices):
     METERED = "metered", "Metered (cursor pages, usage headers, throttles in the body)"
 
 
-class AdAccount(models.Model):
+class AdAccount(AlertSettings, models.Model):
     """One login on the ad platform, with its own client id and rate budget.
 
     The password is encrypted at rest with a key derived from SECRET_KEY and

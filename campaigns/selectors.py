@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.status import Stat
 
+from campaigns.alert_models import Alert
 from campaigns.models import (
     ACTIVE_RUN_STATUSES,
     AdAccount,
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 RECENT_RUNS = 20
 DEAD_LETTER_LIMIT = 50
+OPEN_ALERTS_LIMIT = 20
 # A run that synced at least one campaign freshened the data, even if some failed.
 FRESHENING_STATUSES = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
 
@@ -91,13 +93,18 @@ class StatusOverview:
     dead_letter_count: int
     cluster: ClusterHealth
     generated_at: datetime
+    alerts: list[Alert] = field(default_factory=list)  # the newest open ones
+    alerts_open_count: int = 0
 
 
 def status_overview() -> StatusOverview:
-    """Everything the status page and /status.json show, in eight queries whatever the history."""
+    """Everything the status page and /status.json show, in ten queries whatever the history."""
     now = timezone.now()
     accounts = account_statuses(now=now)
+    alerts, alerts_open_count = alerts_open()
     return StatusOverview(
+        alerts=alerts,
+        alerts_open_count=alerts_open_count,
         accounts=accounts,
         runs=runs_recent(),
         dead_letter=dead_letter_list(),
@@ -152,6 +159,12 @@ def _campaign_counts() -> dict[int, Counter]:
 
 
 # --- runs -----------------------------------------------------------------------
+
+def alerts_open(*, limit: int = OPEN_ALERTS_LIMIT) -> tuple[list[Alert], int]:
+    """The newest open alerts with their accounts, and how many are open in all (two queries)."""
+    open_alerts = Alert.objects.filter(resolved_at__isnull=True)
+    return list(open_alerts.select_related("account").order_by("-opened_at", "-id")[:limit]), open_alerts.count()
+
 
 def runs_recent(*, limit: int = RECENT_RUNS) -> list[SyncRun]:
     return list(SyncRun.objects.select_related("account").order_by("-created_at", "-id")[:limit])

@@ -157,7 +157,13 @@ def overview_json(overview: selectors.StatusOverview) -> dict:
                         "campaigns": [dead_letter_json(campaign) for campaign in overview.dead_letter]},
         "cluster": {"state": overview.cluster.state, "clusters": overview.cluster.clusters,
                     "workers": overview.cluster.workers, "queued": overview.cluster.queued},
+        "alerts": {"open": overview.alerts_open_count, "newest": [alert_json(alert) for alert in overview.alerts]},
     }
+
+
+def alert_json(alert) -> dict:
+    return {"id": alert.pk, "account": alert.account.slug, "condition": alert.condition,
+            "message": alert.message, "opened_at": _iso(alert.opened_at), "run_id": alert.run_id}
 
 
 def account_json(status: selectors.AccountStatus) -> dict:

@@ -19,6 +19,8 @@ from syncer.validation import (
     CONCURRENCY_MAX,
     Q_WORKERS_MAX,
     THREADS_PER_WORKER_MAX,
+    email_list,
+    email_list_problem,
     is_valid_client_id,
     parse_duration,
 )
@@ -359,3 +361,56 @@ LOGGING = {
         "urllib3": {"level": "WARNING" if LOG_LEVEL != "DEBUG" else "DEBUG"},
     },
 }
+
+# --- Alerts (syncer/alerting/) -------------------------------------------------
+_EMAIL_URL_EXPECTS = "expected a URL like smtp://user:password@host:587 or smtp+tls://... (or smtp+ssl://...)"
+
+
+def _email_url(name: str) -> dict:
+    """The email backend's settings from one URL; empty when unset. Errors never show it: it holds a password."""
+    if not env.str(name, default="").strip():
+        return {}
+    try:
+        config = env.email_url(name)
+    except (ValueError, KeyError, environ.ImproperlyConfigured) as error:
+        raise ImproperlyConfigured(f"{name} is invalid: {_EMAIL_URL_EXPECTS}") from error
+    if config.get("EMAIL_BACKEND", "").endswith("smtp.EmailBackend") and not config.get("EMAIL_HOST"):
+        raise ImproperlyConfigured(f"{name} is invalid: {_EMAIL_URL_EXPECTS}")
+    return config
+
+
+def _emails(name: str) -> list[str]:
+    text = env.str(name, default="")
+    problem = email_list_problem(text)
+    if problem:
+        raise ImproperlyConfigured(f"{name} is invalid: {problem}")
+    return email_list(text)
+
+
+def _webhook_url(name: str) -> str:
+    # Never echoed: a chat's webhook URL is itself a credential.
+    value = env.str(name, default="").strip()
+    if value and (not value.startswith(("http://", "https://")) or " " in value):
+        raise ImproperlyConfigured(f"{name} is invalid: expected an http:// or https:// URL")
+    return value
+
+
+_email = _email_url("EMAIL_URL")
+globals().update(_email)  # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, ...
+EMAIL_TIMEOUT = _positive("EMAIL_TIMEOUT", env.float, 10.0, "seconds to wait for the mail server, e.g. 10")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="campaign-sync@localhost")
+ALERTS = {
+    "EMAIL": bool(_email),  # without EMAIL_URL no email is tried; alerts stay records on the admin and status page
+    "EMAILS": _emails("ALERT_EMAILS"),
+    "WEBHOOK_URL": _webhook_url("ALERT_WEBHOOK_URL"),
+    "WEBHOOK_SECRET": env.str("ALERT_WEBHOOK_SECRET", default=""),
+    "TRIES": _bounded("ALERT_TRIES", 4, 10, "a whole number of tries per message"),
+    "WEBHOOK_TIMEOUT": _positive("ALERT_WEBHOOK_TIMEOUT", env.float, 5.0, "seconds to wait for the receiver"),
+    "BACKOFF_BASE": _positive("ALERT_BACKOFF_BASE", env.float, 1.0, "seconds before the second try, e.g. 1"),
+    "BACKOFF_CAP": _positive("ALERT_BACKOFF_CAP", env.float, 10.0, "the longest wait between two tries"),
+    "DIGEST_AFTER": _bounded("ALERT_DIGEST_AFTER", 3, 1000, "transitions in a minute sent one by one"),
+    "STATUS_URL": env.str("ALERT_STATUS_URL", default="").strip(),  # the status page's address, linked from alerts
+}
+if ALERTS["WEBHOOK_URL"] and not ALERTS["WEBHOOK_SECRET"]:
+    raise ImproperlyConfigured("ALERT_WEBHOOK_SECRET is not set: ALERT_WEBHOOK_URL's messages are signed with it "
+                               "(X-Signature-256); set a long random secret the receiver also knows")

@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class SyncerConfig(AppConfig):
@@ -18,3 +18,12 @@ class SyncerConfig(AppConfig):
         # after django-q2's own app (this one has no models, so migrate sends it no signal).
         post_migrate.connect(prune_schedule_ensure, sender=self.apps.get_app_config("django_q"),
                              dispatch_uid="syncer-prune-schedule")
+        # After django_q's tables exist: on every migrate (and flush), as the demo and deployments run it.
+        post_migrate.connect(_ensure_alerts_schedule, sender=apps.get_app_config("django_q"),
+                             dispatch_uid="syncer-alerts-schedule")
+
+
+def _ensure_alerts_schedule(**kwargs) -> None:
+    from syncer.schedules import alerts_schedule_ensure
+
+    alerts_schedule_ensure()

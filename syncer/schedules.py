@@ -74,3 +74,16 @@ def prune_schedule_ensure(**_signal_arguments) -> Schedule:
         schedule = Schedule.objects.create(name="prune-history", func=PRUNE_HISTORY_TASK, schedule_type=Schedule.DAILY,
                                            repeats=-1, next_run=timezone.now() + timedelta(days=1))
     return schedule
+
+
+ALERTS_CHECK_TASK = "syncer.tasks.alerts_check_task"
+ALERTS_SCHEDULE_NAME = "alerts-check"
+
+
+def alerts_schedule_ensure() -> Schedule:
+    """The every-minute alert check, created once (after each migrate); an operator's changes to it are kept."""
+    schedule, _ = Schedule.objects.get_or_create(
+        name=ALERTS_SCHEDULE_NAME,
+        defaults={"func": ALERTS_CHECK_TASK, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1,
+                  "next_run": timezone.now()})
+    return schedule

@@ -14,6 +14,7 @@ import logging
 
 from campaigns.models import AdAccount, SyncRun, Trigger
 from syncer import hosting, retention, services
+from syncer.alerting.check import alerts_check
 from syncer.queueing import drain_enqueue, fan_out_shape, run_fan_out
 
 log = logging.getLogger(__name__)
@@ -85,3 +86,8 @@ def scheduled_sync_task(account_id: int) -> int | None:
 def prune_history_task() -> str:
     """The daily prune (syncer/schedules.py), with the SYNC_PRUNE_* limits."""
     return retention.history_prune().summary()
+
+def alerts_check_task() -> int:
+    """Every minute: open and resolve alerts and send their messages; how many transitions it found."""
+    evaluation = alerts_check()
+    return len(evaluation.opened) + len(evaluation.resolved)

@@ -28,3 +28,21 @@ def parse_duration(text: str) -> timedelta:
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"{text!r} is not a duration: expected {DURATION_EXPECTS}")
     return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+
+
+def email_list(text: str) -> list[str]:
+    """The addresses of a comma-, space- or line-separated list, in order, each once."""
+    return list(dict.fromkeys(text.replace(",", " ").split()))
+
+
+def email_list_problem(text: str) -> str | None:
+    """What is wrong with a list of addresses, in one line, or None."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email  # Django's rule; importable before settings are read
+
+    for address in email_list(text):
+        try:
+            validate_email(address)
+        except ValidationError:
+            return f"{address!r} is not an email address; separate addresses with commas"
+    return None

@@ -5,12 +5,14 @@ import io
 import logging
 import uuid
 
+import environ
 import pytest
 
 from campaigns.models import AdAccount
 from syncer.client import ClientSettings, PlatformClient
 from syncer.fake_platform import FakePlatform, FakePlatformConfig
 from syncer.logs import ContextFilter, RedactFilter, TextFormatter
+from tests.alert_receivers import WEBHOOK_SECRET, SmtpServer, WebhookReceiver
 
 FAKE_EMAIL = "demo@adplatform.test"
 FAKE_PASSWORD = "demo-password"  # the fake platform's test credentials
@@ -121,3 +123,31 @@ def captured_logs():
     loggers[0].removeHandler(handler)
     for logger, level in zip(loggers, levels, strict=False):
         logger.setLevel(level)
+
+
+@pytest.fixture
+def smtp_server():
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhook_receiver():
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+OPS_EMAIL = "ops@example.com"
+
+
+@pytest.fixture
+def alert_channels(settings, smtp_server, webhook_receiver):
+    """Alerts by email (EMAIL_URL at the SMTP server, ALERT_EMAILS=ops@) and by webhook, with fast retries."""
+    for name, value in environ.Env.email_url_config(smtp_server.url).items():
+        setattr(settings, name, value)
+    settings.ALERTS = {**settings.ALERTS, "EMAIL": True, "EMAILS": [OPS_EMAIL], "WEBHOOK_URL": webhook_receiver.url,
+                       "WEBHOOK_SECRET": WEBHOOK_SECRET, "WEBHOOK_TIMEOUT": 2.0, "TRIES": 4,
+                       "BACKOFF_BASE": 0.01, "BACKOFF_CAP": 0.05, "STATUS_URL": "https://sync.example.com/status/"}
+    return smtp_server, webhook_receiver

@@ -15,3 +15,12 @@ def queued_tasks() -> list[dict]:
         broker = get_broker()
         payloads = broker.connection.lrange(broker.list_key, 0, -1)
     return [SignedPackage.loads(payload) for payload in payloads]
+
+
+def set_schedules():
+    """The schedules people and commands set: every one but the alert check and the daily prune `migrate` makes."""
+    from django_q.models import Schedule
+
+    from syncer.schedules import ALERTS_SCHEDULE_NAME, PRUNE_HISTORY_TASK
+
+    return Schedule.objects.exclude(name=ALERTS_SCHEDULE_NAME).exclude(func=PRUNE_HISTORY_TASK)

@@ -16,11 +16,10 @@ from django_q.models import Schedule
 
 from campaigns.models import AttemptStatus, RunStatus, SyncRun, Trigger
 from syncer.queueing import fan_out_shape
-from syncer.schedules import PRUNE_HISTORY_TASK
 from syncer.services import sync_run_start
 from tests import cluster
 from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
-from tests.queue import queued_tasks
+from tests.queue import queued_tasks, set_schedules
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,11 +29,6 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNIN
 
 
 # --- helpers --------------------------------------------------------------------------
-
-def sync_schedules():
-    """The accounts' periodic syncs; the daily prune's schedule (made by migrate) is not one."""
-    return Schedule.objects.exclude(func=PRUNE_HISTORY_TASK)
-
 
 def sync_command(*args: str) -> tuple[int, str]:
     """Run the command in-process; return (exit code, stdout)."""
@@ -239,20 +233,20 @@ def test_all_accounts_without_async_or_with_one_account_options_exits_2_saying_w
 def test_schedule_creates_then_updates_one_periodic_sync(account):
     code, out = sync_command("--account", account.slug, "--schedule", "*/30 * * * *")
     assert code == 0 and "*/30 * * * *" in out
-    schedule = sync_schedules().get()
+    schedule = set_schedules().get()
     assert (schedule.name, schedule.cron, schedule.schedule_type) == (f"sync-{account.slug}", "*/30 * * * *",
                                                                       Schedule.CRON)
     assert schedule.func == "syncer.tasks.scheduled_sync_task" and schedule.next_run is not None
     assert sync_command("--account", account.slug, "--schedule", "0 * * * *")[0] == 0
-    assert list(sync_schedules().values_list("cron", flat=True)) == ["0 * * * *"]
+    assert list(set_schedules().values_list("cron", flat=True)) == ["0 * * * *"]
     assert sync_command("--account", account.slug, "--unschedule")[0] == 0
-    assert not sync_schedules().exists()
+    assert not set_schedules().exists()
 
 
 def test_a_bad_cron_exits_2_and_schedules_nothing(account):
     code, out = sync_command("--account", account.slug, "--schedule", "every half hour")
     assert code == 2 and "cron expression" in out
-    assert not sync_schedules().exists()
+    assert not set_schedules().exists()
 
 
 def test_an_unknown_account_exits_2_naming_the_known_ones(account):

@@ -14,16 +14,20 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from django.apps import apps
 
+from campaigns.alert_models import Alert
 from campaigns.models import AdAccount, RunStatus, SyncRun, Trigger
+from syncer.alerting.check import alerts_check
 from syncer.fake_platform import FAKE_SECRET
 from syncer.logs import ContextFilter, JsonFormatter, RedactFilter, TextFormatter
 from syncer.services import run_execute, sync_run_start
 from tests import cluster
+from tests.alert_receivers import SMTP_PASSWORD, SMTP_USER, WEBHOOK_SECRET
 from tests.conftest import FAKE_EMAIL
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -148,3 +152,30 @@ def test_the_metrics_token_is_in_no_log_line_answer_or_column(settings, live_ser
     for where, text in [("a log line", logs), *((f"the answer {status}", text) for status, text in answers),
                         ("the database", database_text())]:
         assert METRICS_TOKEN not in text, f"the metrics token appears in {where}"
+
+def test_no_secret_in_alert_emails_webhooks_logs_or_records(
+        hostile_platform, fake_platform, make_account, settings, alert_channels, debug_log_lines):
+    """A run that fails on 500s carrying FAKE_SECRET alerts by email and webhook: no password, SMTP password,
+    webhook secret, webhook URL token or platform body in any message, log line or row."""
+    smtp, hooks = alert_channels
+    settings.SYNC = {**settings.SYNC, "MAX_ATTEMPTS": 1}  # a 500 fails its campaign: the run ends partial
+    fake_platform.update(server_error_rate=0.3)
+    account = make_account(password=PASSWORD)
+    AdAccount.objects.filter(pk=account.pk).update(alert_emails="owner@example.com")
+    run = run_execute(run_id=sync_run_start(account=account, trigger=Trigger.COMMAND, concurrency=4).pk)
+    assert run.status in (RunStatus.PARTIAL, RunStatus.FAILED), run.status
+    hooks.statuses = [500]  # one retry, so a failed try is recorded and logged too
+    alerts_check()
+    assert Alert.objects.filter(account=account).exists()
+    assert len(smtp.mails) == 1 and len(hooks.posts) == 2 and hooks.posts[0].signed_right
+    assert smtp.logins == [(SMTP_USER, SMTP_PASSWORD)]
+    basic = base64.b64encode(f"{FAKE_EMAIL}:{PASSWORD}".encode()).decode()
+    secrets = [PASSWORD, basic, FAKE_SECRET, *hostile_platform.issued_tokens(), SMTP_PASSWORD, WEBHOOK_SECRET,
+               urlsplit(hooks.url).path.strip("/"),
+               settings.EMAIL_HOST_PASSWORD, "STRIPE_KEY", "Unhandled exception"]
+    for mail in smtp.mails:
+        assert_hidden(secrets, mail.text, "an alert email")
+    for post in hooks.posts:
+        assert_hidden(secrets, post.body.decode(), "a webhook body")
+    assert_hidden(secrets, debug_log_lines(), "a log line")
+    assert_hidden(secrets, database_text(), "the database")

@@ -20,12 +20,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 from django.views.debug import ExceptionReporter
-from django_q.models import Schedule
 
 from campaigns.models import AdAccount
 from syncer.accounts import account_default_get
-from syncer.schedules import PRUNE_HISTORY_TASK, schedule_cron, schedule_set
+from syncer.schedules import schedule_cron, schedule_set
 from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
+from tests.queue import set_schedules
 
 pytest.register_assert_rewrite("tests.people_fixtures")  # it is a plugin too (below): rewrite before importing
 
@@ -48,11 +48,6 @@ def run_python(*args: str, tmp_path: Path, timeout: float = 60, **env: str | Non
     environment = {key: value for key, value in environment.items() if value is not None}
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=environment, capture_output=True, text=True,
                           timeout=timeout, check=False)
-
-def sync_schedules():
-    """The accounts' periodic syncs; the daily prune's schedule (made by migrate) is not one."""
-    return Schedule.objects.exclude(func=PRUNE_HISTORY_TASK)
-
 
 
 def only_line(result: subprocess.CompletedProcess) -> str:
@@ -371,15 +366,15 @@ def test_an_error_report_of_the_account_forms_shows_the_password_as_stars(admin_
 def test_the_sync_schedule_field_sets_changes_and_clears_the_accounts_periodic_sync(staff_with, account):
     client = staff_with("change_adaccount", "trigger_sync", role="staff_trigger")
     change_account(client, account, sync_schedule="*/30   * * * *")
-    schedule = sync_schedules().get()
+    schedule = set_schedules().get()
     assert (schedule.cron, schedule.func, schedule.args) == ("*/30 * * * *", "syncer.tasks.scheduled_sync_task",
                                                              f"({account.pk},)")
     page = client.get(f"/admin/campaigns/adaccount/{account.pk}/change/").content.decode()
     assert 'value="*/30 * * * *"' in page
     change_account(client, account, sync_schedule="0 * * * *", slug="acme-renamed")
-    assert list(sync_schedules().values_list("cron", "name")) == [("0 * * * *", "sync-acme-renamed")]
+    assert list(set_schedules().values_list("cron", "name")) == [("0 * * * *", "sync-acme-renamed")]
     change_account(client, account, slug="acme-renamed", sync_schedule="")
-    assert not sync_schedules().exists()
+    assert not set_schedules().exists()
 
 
 @pytest.mark.django_db
@@ -389,7 +384,7 @@ def test_a_bad_cron_expression_is_a_form_error_in_the_services_words(staff_with,
     response = change_account(client, account, sync_schedule="every hour")
     assert response.context["adminform"].form.errors["sync_schedule"] == [
         "'every hour' is not a cron expression with five fields, like '*/30 * * * *'"]
-    assert not sync_schedules().exists()
+    assert not set_schedules().exists()
 
 
 @pytest.mark.django_db
@@ -421,9 +416,9 @@ def test_only_superusers_add_change_or_delete_django_q_schedules(staff_with, adm
     assert staff.post("/admin/django_q/schedule/add/", anything).status_code == 403
     assert staff.post(f"/admin/django_q/schedule/{schedule.pk}/change/", anything).status_code == 403
     assert staff.post(f"/admin/django_q/schedule/{schedule.pk}/delete/", {"post": "yes"}).status_code == 403
-    assert list(sync_schedules().values_list("func", flat=True)) == ["syncer.tasks.scheduled_sync_task"]
+    assert list(set_schedules().values_list("func", flat=True)) == ["syncer.tasks.scheduled_sync_task"]
     assert admin_client.post("/admin/django_q/schedule/add/", anything).status_code == 302
-    assert sync_schedules().filter(func="os.system").exists()
+    assert set_schedules().filter(func="os.system").exists()
 
 
 @pytest.mark.django_db

@@ -15,7 +15,8 @@ OUR_VARIABLES = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "LOG_FO
 def manage_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     """`manage.py check` with none of our variables set but these (and a SECRET_KEY, as make sets one)."""
     environment = {key: value for key, value in os.environ.items()
-                   if key not in OUR_VARIABLES and not key.startswith(("AD_PLATFORM_", "SYNC_", "Q_", "SECURE_"))}
+                   if key not in OUR_VARIABLES
+                   and not key.startswith(("AD_PLATFORM_", "SYNC_", "Q_", "SECURE_", "ALERT_", "EMAIL_"))}
     environment["DATABASE_URL"] = f"sqlite:///{tmp_path / 'check.sqlite3'}"
     environment["SECRET_KEY"] = "a-test-key-" + "x" * 50
     environment.update(env)
@@ -73,6 +74,13 @@ BAD_VALUES = [
     ("SYNC_PRUNE_RUNS_AFTER", "30d"),  # shorter than the attempts' 90d: a run outlives its attempts
     ("METRICS_TOKEN", "short"),
     ("METRICS_TOKEN", "a token with spaces in it"),
+
+    ("EMAIL_URL", "carrier-pigeon://coop"),
+    ("EMAIL_URL", "smtp://user:pw@host:not-a-port"),
+    ("ALERT_EMAILS", "ops@example.com, not an address"),
+    ("ALERT_WEBHOOK_URL", "hooks.example.com/alerts"),
+    ("ALERT_TRIES", "0"),
+    ("ALERT_DIGEST_AFTER", "many"),
 ]
 
 
@@ -99,3 +107,23 @@ def test_a_bad_postgresql_pool_size_stops_start_up_with_one_line_naming_it(tmp_p
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "DATABASE_POOL_SIZE" in lines[0], result.stderr
+
+
+def test_good_alert_settings_pass_the_checks(tmp_path):
+    result = manage_check(tmp_path, EMAIL_URL="smtp+tls://alerts%40example.com:pw@mail.example.com:587",
+                          ALERT_EMAILS="ops@example.com,oncall@example.com", DEFAULT_FROM_EMAIL="sync@example.com",
+                          ALERT_WEBHOOK_URL="https://hooks.example.com/alerts", ALERT_WEBHOOK_SECRET="s" * 32)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_bad_email_url_is_named_without_showing_its_password(tmp_path):
+    result = manage_check(tmp_path, EMAIL_URL="smtp://user:Hunter2-MAILPW@host:not-a-port")
+    assert result.returncode == 2 and "EMAIL_URL is invalid" in result.stderr
+    assert "Hunter2-MAILPW" not in result.stdout + result.stderr
+
+
+def test_a_webhook_without_its_signing_secret_refuses_to_start_in_one_line(tmp_path):
+    result = manage_check(tmp_path, ALERT_WEBHOOK_URL="https://hooks.example.com/T0/B0/route-token-1234")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "ALERT_WEBHOOK_SECRET is not set" in lines[0]
+    assert "route-token-1234" not in result.stderr

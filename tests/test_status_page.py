@@ -261,6 +261,6 @@ def test_status_json_is_plain_json_for_monitors(staff):
     response = staff.get("/status.json")
     assert response["Content-Type"] == "application/json"
     body = json.loads(response.content)
-    assert set(body) == {"generated_at", "accounts", "runs", "dead_letter", "cluster"}
+    assert set(body) == {"generated_at", "accounts", "runs", "dead_letter", "cluster", "alerts"}
     assert body["accounts"][0]["display"]["run_status"] == "Succeeded"
     assert AttemptStatus.SUCCEEDED in {run["status"] for run in body["runs"]}
