@@ -12,104 +12,29 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from syncer.budget import parse_budget
+from config.env_readers import (
+    env,
+    positive,
+    read_bool,
+    read_bounded,
+    read_budget,
+    read_choice,
+    read_client_id,
+    read_duration,
+    read_email_url,
+    read_emails,
+    read_metrics_token,
+    read_url,
+    read_value,
+    read_webhook_url,
+)
 from syncer.validation import (
-    CLIENT_ID_EXPECTS,
-    CLIENT_ID_MAX_LENGTH,
     CONCURRENCY_MAX,
     Q_WORKERS_MAX,
     THREADS_PER_WORKER_MAX,
-    email_list,
-    email_list_problem,
-    is_valid_client_id,
-    parse_duration,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-env = environ.Env()
-if (BASE_DIR / ".env").exists():
-    environ.Env.read_env(BASE_DIR / ".env")
-
-
-def _read(name: str, cast, default, expects: str):
-    """Read one variable; a value that does not parse names the variable."""
-    try:
-        return cast(name, default=default)
-    except (ValueError, TypeError, environ.ImproperlyConfigured) as error:
-        raise ImproperlyConfigured(f"{name}={env.str(name, default='')!r} is invalid: expected {expects}") from error
-
-
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
-
-
-def _bool(name: str, default: bool) -> bool:
-    """A strict boolean: an unknown word is a mistake to report, not a silent False."""
-    value = env.str(name, default="1" if default else "0").strip().lower()
-    if value not in _TRUE + _FALSE:
-        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected true or false (1/0, yes/no, on/off)")
-    return value in _TRUE
-
-
-def _positive(name: str, cast, default, expects: str):
-    value = _read(name, cast, default, expects)
-    if value <= 0:
-        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected {expects}")
-    return value
-
-
-def _bounded(name: str, default: int, maximum: int, expects: str) -> int:
-    """A whole number from 1 to `maximum`: past the cap a value is a typo, not a tuning."""
-    value = _read(name, env.int, default, f"{expects} from 1 to {maximum}")
-    if not 1 <= value <= maximum:
-        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected {expects} from 1 to {maximum}")
-    return value
-
-
-def _client_id(name: str, default: str) -> str:
-    value = env.str(name, default=default)
-    if not is_valid_client_id(value) or len(value) > CLIENT_ID_MAX_LENGTH:
-        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected {CLIENT_ID_EXPECTS}, "
-                                   f"at most {CLIENT_ID_MAX_LENGTH} characters")
-    return value
-
-
-def _budget(name: str, default: str):
-    text = env.str(name, default=default)
-    try:
-        return str(parse_budget(text) or "none")
-    except ValueError as error:
-        raise ImproperlyConfigured(f"{name} is invalid: {error}") from error
-
-
-def _duration(name: str, default: str):
-    try:
-        return parse_duration(env.str(name, default=default))
-    except ValueError as error:
-        raise ImproperlyConfigured(f"{name} is invalid: {error}") from error
-
-
-def _metrics_token(name: str) -> str:
-    """A bearer token for /metrics, or "" (then only staff scrape); never echoed in the error."""
-    value = env.str(name, default="")
-    if value and (len(value) < 16 or not all("!" <= character <= "~" for character in value)):
-        raise ImproperlyConfigured(f"{name} is invalid: expected at least 16 printable ASCII characters "
-                                   "without spaces (e.g. from `openssl rand -hex 32`), or nothing")
-    return value
-
-
-def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = env.str(name, default=default).strip().lower()
-    if value not in choices:
-        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected one of {', '.join(choices)}")
-    return value
-
-
-def _url(name: str, default: str) -> str:
-    value = env.str(name, default=default).strip().rstrip("/")
-    if not value.startswith(("http://", "https://")):
-        raise ImproperlyConfigured(f"{name}={value!r} is invalid: expected an http:// or https:// URL")
-    return value
 
 
 def _local_secret_key(path: Path) -> str:
@@ -129,7 +54,7 @@ def _local_secret_key(path: Path) -> str:
 
 
 # --- Django -----------------------------------------------------------------
-DEBUG = _bool("DEBUG", False)
+DEBUG = read_bool("DEBUG", False)
 # The key signs sessions and cluster tasks and keys the passwords' encryption:
 # a key anyone can read would give all of that away, so production has no default.
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -224,7 +149,7 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # the pool checks a connection before lending it
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
-        "max_size": _positive("DATABASE_POOL_SIZE", env.int, 8, "a whole number of connections per process, e.g. 8"),
+        "max_size": positive("DATABASE_POOL_SIZE", env.int, 8, "a whole number of connections per process, e.g. 8"),
         "timeout": 120,  # as long as a worker waits out a database restart
     }
 
@@ -246,49 +171,49 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- Production hardening (see README "Production") -------------------------
-SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", False)
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _bool("SECURE_COOKIES", not DEBUG and SECURE_SSL_REDIRECT)
-SECURE_HSTS_SECONDS = _read("SECURE_HSTS_SECONDS", env.int, 0, "a whole number of seconds")
+SECURE_SSL_REDIRECT = read_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = read_bool("SECURE_COOKIES", not DEBUG and SECURE_SSL_REDIRECT)
+SECURE_HSTS_SECONDS = read_value("SECURE_HSTS_SECONDS", env.int, 0, "a whole number of seconds")
 # Both bind more than this site (every subdomain; browsers' built-in lists, slow
 # to leave): only when the operator asks.
-SECURE_HSTS_INCLUDE_SUBDOMAINS = _bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
-SECURE_HSTS_PRELOAD = _bool("SECURE_HSTS_PRELOAD", False)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _bool("BEHIND_TLS_PROXY", False) else None
+SECURE_HSTS_INCLUDE_SUBDOMAINS = read_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = read_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if read_bool("BEHIND_TLS_PROXY", False) else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 # --- The ad platform --------------------------------------------------------
 AD_PLATFORM = {
-    "URL": _url("AD_PLATFORM_URL", "http://localhost:3001"),
+    "URL": read_url("AD_PLATFORM_URL", "http://localhost:3001"),
     "EMAIL": env.str("AD_PLATFORM_EMAIL", default="demo@adplatform.test"),
     "PASSWORD": env.str("AD_PLATFORM_PASSWORD", default="demo-password"),
-    "CLIENT_ID": _client_id("AD_PLATFORM_CLIENT_ID", "campaign-sync"),
-    "RATE_LIMIT": _budget("AD_PLATFORM_RATE_LIMIT", "10/60s"),
+    "CLIENT_ID": read_client_id("AD_PLATFORM_CLIENT_ID", "campaign-sync"),
+    "RATE_LIMIT": read_budget("AD_PLATFORM_RATE_LIMIT", "10/60s"),
     # The dialect (syncer/platforms/); the names are AdAccount.platform's.
-    "KIND": _choice("AD_PLATFORM_KIND", "reference", ("reference", "metered")),
+    "KIND": read_choice("AD_PLATFORM_KIND", "reference", ("reference", "metered")),
 }
 
 SYNC = {
-    "CONCURRENCY": _bounded("SYNC_CONCURRENCY", 10, CONCURRENCY_MAX, "a whole number of parallel calls"),
-    "REQUEST_TIMEOUT": _positive("SYNC_REQUEST_TIMEOUT", env.float, 10.0, "seconds to wait for one answer, e.g. 10"),
-    "CONNECT_TIMEOUT": _positive("SYNC_CONNECT_TIMEOUT", env.float, 5.0, "seconds to wait for a connection, e.g. 5"),
-    "MAX_ATTEMPTS": _positive("SYNC_MAX_ATTEMPTS", env.int, 5, "how many tries one call gets, at least 1"),
-    "MAX_WAIT": _positive("SYNC_MAX_WAIT", env.float, 120.0, "the most seconds one call may spend waiting to retry"),
-    "BACKOFF_BASE": _positive("SYNC_BACKOFF_BASE", env.float, 1.0, "seconds of the first backoff, e.g. 1"),
-    "BACKOFF_CAP": _positive("SYNC_BACKOFF_CAP", env.float, 30.0, "the longest single backoff in seconds"),
-    "MAX_OUTAGE": _positive("SYNC_MAX_OUTAGE", env.float, 300.0, "seconds the platform may be unreachable"),
-    "PAGE_SIZE": _positive("SYNC_PAGE_SIZE", env.int, 100, "campaigns asked per list call"),
-    "MAX_PAGES": _positive("SYNC_MAX_PAGES", env.int, 10_000, "the most pages one listing reads, e.g. 10000"),
-    "MAX_BODY_MB": _positive("SYNC_MAX_BODY_MB", env.float, 10.0, "the largest answer in MB the platform may send"),
-    "MAX_RESUMES": _positive("SYNC_MAX_RESUMES", env.int, 5,
+    "CONCURRENCY": read_bounded("SYNC_CONCURRENCY", 10, CONCURRENCY_MAX, "a whole number of parallel calls"),
+    "REQUEST_TIMEOUT": positive("SYNC_REQUEST_TIMEOUT", env.float, 10.0, "seconds to wait for one answer, e.g. 10"),
+    "CONNECT_TIMEOUT": positive("SYNC_CONNECT_TIMEOUT", env.float, 5.0, "seconds to wait for a connection, e.g. 5"),
+    "MAX_ATTEMPTS": positive("SYNC_MAX_ATTEMPTS", env.int, 5, "how many tries one call gets, at least 1"),
+    "MAX_WAIT": positive("SYNC_MAX_WAIT", env.float, 120.0, "the most seconds one call may spend waiting to retry"),
+    "BACKOFF_BASE": positive("SYNC_BACKOFF_BASE", env.float, 1.0, "seconds of the first backoff, e.g. 1"),
+    "BACKOFF_CAP": positive("SYNC_BACKOFF_CAP", env.float, 30.0, "the longest single backoff in seconds"),
+    "MAX_OUTAGE": positive("SYNC_MAX_OUTAGE", env.float, 300.0, "seconds the platform may be unreachable"),
+    "PAGE_SIZE": positive("SYNC_PAGE_SIZE", env.int, 100, "campaigns asked per list call"),
+    "MAX_PAGES": positive("SYNC_MAX_PAGES", env.int, 10_000, "the most pages one listing reads, e.g. 10000"),
+    "MAX_BODY_MB": positive("SYNC_MAX_BODY_MB", env.float, 10.0, "the largest answer in MB the platform may send"),
+    "MAX_RESUMES": positive("SYNC_MAX_RESUMES", env.int, 5,
                              "how often the watchdog resumes one run before failing it, at least 1"),
-    "LEASE_SECONDS": _positive("SYNC_LEASE_SECONDS", env.float, 30.0, "seconds a claim lives without a heartbeat"),
-    "FAN_OUT": _positive("SYNC_FAN_OUT", env.int, 2, "drain tasks a run is split into, at least 1"),
-    "THREADS_PER_WORKER": _bounded("SYNC_THREADS_PER_WORKER", 500, THREADS_PER_WORKER_MAX,
+    "LEASE_SECONDS": positive("SYNC_LEASE_SECONDS", env.float, 30.0, "seconds a claim lives without a heartbeat"),
+    "FAN_OUT": positive("SYNC_FAN_OUT", env.int, 2, "drain tasks a run is split into, at least 1"),
+    "THREADS_PER_WORKER": read_bounded("SYNC_THREADS_PER_WORKER", 500, THREADS_PER_WORKER_MAX,
                                    "a whole number of sync threads one cluster worker process may host"),
     # History older than these goes (syncer/retention.py): attempts first, runs later.
-    "PRUNE_ATTEMPTS_AFTER": _duration("SYNC_PRUNE_ATTEMPTS_AFTER", "90d"),
-    "PRUNE_RUNS_AFTER": _duration("SYNC_PRUNE_RUNS_AFTER", "365d"),
+    "PRUNE_ATTEMPTS_AFTER": read_duration("SYNC_PRUNE_ATTEMPTS_AFTER", "90d"),
+    "PRUNE_RUNS_AFTER": read_duration("SYNC_PRUNE_RUNS_AFTER", "365d"),
 }
 if SYNC["PRUNE_RUNS_AFTER"] < SYNC["PRUNE_ATTEMPTS_AFTER"]:
     raise ImproperlyConfigured("SYNC_PRUNE_RUNS_AFTER is invalid: expected at least SYNC_PRUNE_ATTEMPTS_AFTER "
@@ -296,7 +221,7 @@ if SYNC["PRUNE_RUNS_AFTER"] < SYNC["PRUNE_ATTEMPTS_AFTER"]:
 
 # --- Monitoring ---------------------------------------------------------------
 # /metrics answers a scraper that sends `Authorization: Bearer <METRICS_TOKEN>`, and staff.
-METRICS_TOKEN = _metrics_token("METRICS_TOKEN")
+METRICS_TOKEN = read_metrics_token("METRICS_TOKEN")
 
 # --- The task cluster (django-q2) ---------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -306,10 +231,10 @@ CACHES = {
     if REDIS_URL else
     {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(BASE_DIR / ".run" / "cache")},
 }
-_Q_TIMEOUT = _positive("Q_TIMEOUT", env.int, 1800, "seconds a task may run")
+_Q_TIMEOUT = positive("Q_TIMEOUT", env.int, 1800, "seconds a task may run")
 Q_CLUSTER = {
     "name": "campaign-sync",  # also the signing salt: the same everywhere; Q_CLUSTER_NAME picks a queue
-    "workers": _bounded("Q_WORKERS", 4, Q_WORKERS_MAX, "a whole number of worker processes"),
+    "workers": read_bounded("Q_WORKERS", 4, Q_WORKERS_MAX, "a whole number of worker processes"),
     # Tasks are idempotent, but a retry must never fire while the first
     # delivery still runs: retry well above timeout.
     "timeout": _Q_TIMEOUT,
@@ -334,8 +259,8 @@ else:
     Q_CLUSTER["orm"] = "default"
 
 # --- Logging ----------------------------------------------------------------
-LOG_FORMAT = _choice("LOG_FORMAT", "text", ("text", "json"))
-LOG_LEVEL = _choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOG_FORMAT = read_choice("LOG_FORMAT", "text", ("text", "json"))
+LOG_LEVEL = read_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -363,52 +288,20 @@ LOGGING = {
 }
 
 # --- Alerts (syncer/alerting/) -------------------------------------------------
-_EMAIL_URL_EXPECTS = "expected a URL like smtp://user:password@host:587 or smtp+tls://... (or smtp+ssl://...)"
-
-
-def _email_url(name: str) -> dict:
-    """The email backend's settings from one URL; empty when unset. Errors never show it: it holds a password."""
-    if not env.str(name, default="").strip():
-        return {}
-    try:
-        config = env.email_url(name)
-    except (ValueError, KeyError, environ.ImproperlyConfigured) as error:
-        raise ImproperlyConfigured(f"{name} is invalid: {_EMAIL_URL_EXPECTS}") from error
-    if config.get("EMAIL_BACKEND", "").endswith("smtp.EmailBackend") and not config.get("EMAIL_HOST"):
-        raise ImproperlyConfigured(f"{name} is invalid: {_EMAIL_URL_EXPECTS}")
-    return config
-
-
-def _emails(name: str) -> list[str]:
-    text = env.str(name, default="")
-    problem = email_list_problem(text)
-    if problem:
-        raise ImproperlyConfigured(f"{name} is invalid: {problem}")
-    return email_list(text)
-
-
-def _webhook_url(name: str) -> str:
-    # Never echoed: a chat's webhook URL is itself a credential.
-    value = env.str(name, default="").strip()
-    if value and (not value.startswith(("http://", "https://")) or " " in value):
-        raise ImproperlyConfigured(f"{name} is invalid: expected an http:// or https:// URL")
-    return value
-
-
-_email = _email_url("EMAIL_URL")
+_email = read_email_url("EMAIL_URL")
 globals().update(_email)  # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, ...
-EMAIL_TIMEOUT = _positive("EMAIL_TIMEOUT", env.float, 10.0, "seconds to wait for the mail server, e.g. 10")
+EMAIL_TIMEOUT = positive("EMAIL_TIMEOUT", env.float, 10.0, "seconds to wait for the mail server, e.g. 10")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="campaign-sync@localhost")
 ALERTS = {
     "EMAIL": bool(_email),  # without EMAIL_URL no email is tried; alerts stay records on the admin and status page
-    "EMAILS": _emails("ALERT_EMAILS"),
-    "WEBHOOK_URL": _webhook_url("ALERT_WEBHOOK_URL"),
+    "EMAILS": read_emails("ALERT_EMAILS"),
+    "WEBHOOK_URL": read_webhook_url("ALERT_WEBHOOK_URL"),
     "WEBHOOK_SECRET": env.str("ALERT_WEBHOOK_SECRET", default=""),
-    "TRIES": _bounded("ALERT_TRIES", 4, 10, "a whole number of tries per message"),
-    "WEBHOOK_TIMEOUT": _positive("ALERT_WEBHOOK_TIMEOUT", env.float, 5.0, "seconds to wait for the receiver"),
-    "BACKOFF_BASE": _positive("ALERT_BACKOFF_BASE", env.float, 1.0, "seconds before the second try, e.g. 1"),
-    "BACKOFF_CAP": _positive("ALERT_BACKOFF_CAP", env.float, 10.0, "the longest wait between two tries"),
-    "DIGEST_AFTER": _bounded("ALERT_DIGEST_AFTER", 3, 1000, "transitions in a minute sent one by one"),
+    "TRIES": read_bounded("ALERT_TRIES", 4, 10, "a whole number of tries per message"),
+    "WEBHOOK_TIMEOUT": positive("ALERT_WEBHOOK_TIMEOUT", env.float, 5.0, "seconds to wait for the receiver"),
+    "BACKOFF_BASE": positive("ALERT_BACKOFF_BASE", env.float, 1.0, "seconds before the second try, e.g. 1"),
+    "BACKOFF_CAP": positive("ALERT_BACKOFF_CAP", env.float, 10.0, "the longest wait between two tries"),
+    "DIGEST_AFTER": read_bounded("ALERT_DIGEST_AFTER", 3, 1000, "transitions in a minute sent one by one"),
     "STATUS_URL": env.str("ALERT_STATUS_URL", default="").strip(),  # the status page's address, linked from alerts
 }
 if ALERTS["WEBHOOK_URL"] and not ALERTS["WEBHOOK_SECRET"]:
