@@ -65,6 +65,7 @@ class _InProcess:
         self.heard_limit: int | None = None
         self.learned_change = -math.inf  # time.monotonic() of this process's last change of the learned budget
         self.window_seconds = math.inf  # the client's window, as last read
+        self.throttles: list[float] = []  # time.monotonic() of the throttles heard within the last window
 
 
 _in_process: dict[tuple[int, str, str], _InProcess] = {}  # one per client, whichever accounts use it
@@ -73,6 +74,9 @@ _turns = threading.local()  # the queue a thread holds from `turn()` until its c
 _fastest_answers: dict[str, float] = {}  # per kind of call, by any account in this process
 _fastest_lock = threading.Lock()
 
+# Without usage headers: so many throttles within one window lower the pacing by a call. A lone 429 in a
+# fleet on several hosts is our own timing, and lowering on it cost a run a window (scale-out, 2026-12-02).
+THROTTLES_TO_LOWER = 2
 LEARNED_STEP_WINDOWS = 10  # without usage headers: a window without a throttle this often buys one call back
 LATE_SECONDS = 0.02  # a call that may have been read later than this after its slot's date moves the slot
 
@@ -244,7 +248,11 @@ class DatabaseLimiter:
             here.heard_limit = signal.limit
             wanted = signal.limit if signal.limit < configured else 0
         elif signal.throttled:
-            wanted = max(1, pacing - 1) if since_change >= window else learned  # once a window: one throttle
+            now = time.monotonic()
+            here.throttles = [at for at in here.throttles if now - at < window] + [now]
+            if len(here.throttles) < THROTTLES_TO_LOWER:
+                return  # one 429 is a slip of timing (a call read late), not a sign of a smaller budget
+            wanted = max(1, pacing - 1) if since_change >= window else learned  # once a window
         elif since_change >= LEARNED_STEP_WINDOWS * window:  # between each of a burst's calls is not a sign
             wanted = 0 if pacing + 1 >= configured else pacing + 1
         else:
