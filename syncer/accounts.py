@@ -83,14 +83,21 @@ def client_for(account: AdAccount, *, pool_size: int | None = None) -> PlatformC
     shape = (account.rate_limit, repr(client_settings), client_settings.password)
     with _clients_lock:
         cached = _clients.get(account.pk)
-        if cached is not None and cached[0] == shape:
-            return cached[1]
-        limiter = limiter_for(account)
-        client = PlatformClient(client_settings, limiter,
-                                on_outage=lambda since: platform_unavailable_mark(account_id=account.pk, since=since))
+    if cached is not None and cached[0] == shape:
+        return cached[1]
+    # Never read the database under the lock: the threads queued for it may hold every pooled connection
+    # (a thousand accounts starting at once on PostgreSQL wedged that way).
+    limiter = limiter_for(account)
+    connection_release()
+    client = PlatformClient(client_settings, limiter,
+                            on_outage=lambda since: platform_unavailable_mark(account_id=account.pk, since=since))
+    with _clients_lock:
+        replaced = _clients.get(account.pk)
+        if replaced is not None and replaced[0] == shape:
+            return replaced[1]  # another thread of the account made it meanwhile: this one was never used
         _clients[account.pk] = (shape, client)
-    if cached is not None:
-        cached[1].close()
+    if replaced is not None:
+        replaced[1].close()
     return client
 
 

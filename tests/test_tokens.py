@@ -135,3 +135,20 @@ def test_an_edited_account_gets_a_new_client_and_the_replaced_one_is_closed(fake
     third = client_for(account)
     assert second.closed and not third.closed and client_for(account) is third
     third.close()
+
+
+def test_making_a_client_reads_the_database_outside_the_lock_every_account_shares(account, monkeypatch):
+    """The threads queued for that lock may hold every pooled connection: a read under it wedged a fleet."""
+    from syncer import accounts
+
+    real, read_under_lock = accounts.limiter_for, []
+
+    def limiter_for(for_account):
+        read_under_lock.append(accounts._clients_lock.locked())
+        return real(for_account)
+
+    monkeypatch.setattr(accounts, "limiter_for", limiter_for)
+    client = client_for(account)
+    assert read_under_lock == [False]
+    assert client_for(account) is client and read_under_lock == [False], "the second call reads nothing"
+    client.close()
