@@ -42,6 +42,7 @@ from django.utils import timezone
 
 from campaigns.models import AdAccount, ApiClient, RateSlot
 from syncer import sql
+from syncer.answer_times import answer_noted, safety_margin
 from syncer.api_clients import api_client_of, client_slots_ensure, slots_ensure
 from syncer.budget import RateBudget
 from syncer.connections import connection_release
@@ -71,8 +72,6 @@ class _InProcess:
 _in_process: dict[tuple[int, str, str], _InProcess] = {}  # one per client, whichever accounts use it
 _in_process_lock = threading.Lock()
 _turns = threading.local()  # the queue a thread holds from `turn()` until its call takes a slot
-_fastest_answers: dict[str, float] = {}  # per kind of call, by any account in this process
-_fastest_lock = threading.Lock()
 
 # Without usage headers: so many throttles within one window lower the pacing by a call. A lone 429 in a
 # fleet on several hosts is our own timing, and lowering on it cost a run a window (scale-out, 2026-12-02).
@@ -122,33 +121,12 @@ class SlotPermit:
         if answered_at is None:
             return departed
         answered = max(after_take(answered_at), departed)
-        return max(departed, answered - fastest_answer(method, answered - departed))
-
-
-def fastest_answer(method: str, seconds: float) -> float:
-    """The fastest answer seen before this one (of `seconds`) to this kind of call, 0 for the first; note this one.
-
-    A listing page and a sync differ, so each method has its own. The
-    answers of every account in the process count: one account's first
-    calls, all slow on a machine busy starting a fleet, would otherwise set
-    a fastest answer far above the platform's, and date its slots before
-    the platform counted them. With nothing seen yet, the call may have been
-    read as late as its answer.
-    """
-    with _fastest_lock:
-        fastest = _fastest_answers.get(method, 0.0)
-        _fastest_answers[method] = min(_fastest_answers.get(method, seconds), seconds)
-        return fastest
-
-
-def safety_margin(budget: RateBudget) -> float:
-    """Extra wait per slot for the gap between taking a slot and the call reaching the platform."""
-    return max(0.1, budget.window_seconds * 0.01)
+        return max(departed, answered - answer_noted(method, answered - departed))
 
 
 def slot_interval(budget: RateBudget) -> float:
     """How long after its last call a slot can be taken again."""
-    return budget.window_seconds + safety_margin(budget)
+    return budget.window_seconds + safety_margin(budget.window_seconds)
 
 
 class DatabaseLimiter:
@@ -226,6 +204,7 @@ class DatabaseLimiter:
                 here.learned_change == -math.inf
                 or time.monotonic() - here.learned_change < LEARNED_STEP_WINDOWS * here.window_seconds):
             return  # an ordinary answer, and nothing learned to give back (yet)
+        connection_release()  # the thread learning now reads the database: never wait for it holding a connection
         with here.learn_lock:
             try:
                 self._learn(signal)

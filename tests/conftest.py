@@ -32,6 +32,15 @@ def private_task_queue(monkeypatch) -> str:
     return name
 
 
+@pytest.fixture(autouse=True)
+def fresh_answer_times(monkeypatch) -> None:
+    """Each test starts as a fresh process: the answers an earlier test saw do not set this one's margin."""
+    from syncer import answer_times
+    from syncer.answer_times import AnswerTimes
+
+    monkeypatch.setattr(answer_times, "ANSWER_TIMES", AnswerTimes())
+
+
 @pytest.fixture
 def fake_platform():
     """A fast, well-behaved platform; tests switch faults on with `fake_platform.update(...)`."""

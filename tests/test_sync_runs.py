@@ -294,13 +294,12 @@ def test_the_watchdog_resumes_a_run_whose_worker_went_silent_but_not_one_whose_s
     assert recovery.runs_resume_stale() == [silent.pk], "after the cluster's retry time the queued step is lost"
 
 
-def test_a_slot_is_re_dated_to_the_latest_moment_its_call_can_have_been_read(make_account, monkeypatch):
+def test_a_slot_is_re_dated_to_the_latest_moment_its_call_can_have_been_read(make_account):
     """A call answered slower than the fastest one may have been read late: its slot moves with it."""
     from campaigns.models import RateSlot
-    from syncer import limiter as limiter_module
-    from syncer.limiter import fastest_answer, limiter_for
+    from syncer.answer_times import answer_noted
+    from syncer.limiter import limiter_for
 
-    monkeypatch.setattr(limiter_module, "_fastest_answers", {})  # a fresh process
     acme, other = (limiter_for(make_account(slug=slug, rate_limit="3/60s")) for slug in ("acme", "other"))
 
     def call(limiter, answer_seconds: float) -> tuple[float, float]:
@@ -323,7 +322,7 @@ def test_a_slot_is_re_dated_to_the_latest_moment_its_call_can_have_been_read(mak
     moved, departure = call(acme, 0.7)  # 0.5 s slower: read up to 0.5 s after it left
     assert 0.5 - 1e-3 <= moved <= 0.5 + departure
 
-    assert (fastest_answer("GET", 0.01), fastest_answer("GET", 0.05)) == (0.0, 0.01), \
+    assert (answer_noted("GET", 0.01), answer_noted("GET", 0.05)) == (0.0, 0.01), \
         "each kind of call has its own fastest answer"
 
 
