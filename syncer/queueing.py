@@ -74,13 +74,24 @@ def fan_out_shape(run: SyncRun) -> tuple[int, int]:
     A run whose rate budget one drain keeps up with, even at the platform's
     slow SLOW_CALL_SECONDS a call, stays in one task: a second task would
     only add a client, a token, a heartbeat and connections on another worker
-    (at the reference 10/60s a run makes one call every six seconds).
+    (at the reference 10/60s a run makes one call every six seconds), and
+    only with the threads its budget keeps busy.
     """
     budget = run.account.budget
     if budget is not None and budget.calls / budget.window_seconds <= run.concurrency / SLOW_CALL_SECONDS:
-        return 1, run.concurrency
+        return 1, min(run.concurrency, budget_threads(budget))
     tasks = max(1, min(settings.SYNC["FAN_OUT"], run.concurrency))
     return tasks, math.ceil(run.concurrency / tasks)
+
+
+def budget_threads(budget) -> int:
+    """Threads that keep a budget's calls going at SLOW_CALL_SECONDS a call, and one for a call that hangs.
+
+    At the reference 10/60s that is 2, not the account's 10: a thousand
+    accounts synced together on two clusters hosted ten thousand idle
+    threads, and the workers, full, held the runs queued behind them.
+    """
+    return math.ceil(budget.calls / budget.window_seconds * SLOW_CALL_SECONDS) + 1
 
 
 def _queue_step(run_id: int, func: str, *args, step: str) -> str | None:

@@ -352,8 +352,8 @@ def test_when_the_work_left_is_claimed_elsewhere_one_thread_of_a_drain_waits_for
 
 
 @pytest.mark.parametrize("rate_limit, concurrency, shape", [
-    ("10/60s", 10, (1, 10)),  # a call every 6 s: one drain keeps up even at 2 s a call
-    ("10/6s", 10, (1, 10)),  # 1.7 calls a second, 5 a second in one drain at 2 s each
+    ("10/60s", 10, (1, 2)),  # a call every 6 s: one drain keeps up even at 2 s a call, with a second thread for a hang
+    ("10/6s", 10, (1, 5)),  # 1.7 calls a second: 4 threads carry them at 2 s each, and one for a hang
     ("10/2s", 4, (2, 2)),  # 5 calls a second, more than 4 threads carry at 2 s each
     ("none", 10, (2, 5)),  # no budget: as many calls as the workers carry
 ])
