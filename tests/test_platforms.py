@@ -13,12 +13,12 @@ from requests.structures import CaseInsensitiveDict
 
 from campaigns.models import AdAccount, ApiClient, AttemptStatus, Campaign, PlatformKind, RunStatus, SyncAttempt
 from syncer.answers import Answer
-from syncer.errors import SERVER_ERROR
+from syncer.errors import CLIENT_ERROR, SERVER_ERROR
 from syncer.fake_platform import FAKE_SECRET, FakePlatform, FakePlatformConfig
 from syncer.fake_platform.gate import HTML_PAGE
-from syncer.fake_platform.metered import MeteredErrors
+from syncer.fake_platform.metered import TOKEN_INVALID, MeteredErrors, metered_error
 from syncer.platforms import PLATFORMS, platform_named
-from syncer.platforms.base import OUTAGE, PERMANENT
+from syncer.platforms.base import OUTAGE, PERMANENT, TOKEN_REFUSED
 from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
 from tests.runs import assert_all_synced, check_invariants, failures, sync
 
@@ -118,8 +118,9 @@ def test_a_metered_throttle_is_waited_out_and_never_recorded_as_a_success(metere
 
 
 # --- the metered dialect's errors, read by its adapter ----------------------------------------------
-# Unit level: the fake sends no 5xx that is not transient, so those answers are built here; the outage
-# bodies are the fake's own, so what the fake sends in its outages stays an outage.
+# Unit level: the fake sends no 5xx that is not transient and no 401 with a code other than 190, so those
+# answers are built here; the outage and token bodies are the fake's own, so its outages stay outages and
+# its token refusals stay refusals.
 
 def metered_answer(status: int, body: bytes | dict) -> Answer:
     raw = json.dumps(body).encode() if isinstance(body, dict) else body
@@ -157,3 +158,21 @@ def test_a_metered_5xx_that_is_transient_or_has_no_error_object_is_an_outage(ans
     verdict = platform_named("metered").classify(answer, data_call=True)
     assert verdict.kind == OUTAGE
     assert verdict.message == f"the platform failed with HTTP {answer.status}"
+
+
+@pytest.mark.parametrize("answer", [
+    metered_answer(401, metered_error(401, TOKEN_INVALID, "the session has expired", False).body),
+    metered_answer(401, b""),  # a proxy's bare 401
+    metered_answer(401, b"<html><body>401 Authorization Required</body></html>"),
+    metered_answer(401, {"error": {"message": "Unauthorized"}}),
+], ids=["code-190", "empty", "html", "no-code"])
+def test_a_metered_401_with_code_190_or_no_code_takes_a_new_token(answer):
+    assert platform_named("metered").classify(answer, data_call=True).kind == TOKEN_REFUSED
+
+
+@pytest.mark.parametrize("code", [10, 200])
+def test_a_metered_401_with_another_code_refuses_the_call_and_names_the_code(code):
+    verdict = platform_named("metered").classify(metered_answer(401, metered_error_body(code, transient=False)),
+                                                 data_call=True)
+    assert (verdict.kind, verdict.category) == (PERMANENT, CLIENT_ERROR)
+    assert verdict.message == f"the platform refused the request with HTTP 401 (code {code})"

@@ -120,7 +120,9 @@ def _error_of(body: dict | None) -> dict:
 def _error_verdict(status: int, error: dict, *, data_call: bool) -> Verdict:
     """What a 4xx or 5xx means: the error's `code` and `is_transient` decide, as the contract says."""
     code, transient = error.get("code"), error.get("is_transient")
-    if status == 401 and data_call:
+    # 190 is an expired or revoked token; a 401 with no code is a proxy's, which a new token may pass.
+    # Another code (a permission, a bad parameter) refuses this call whatever token it carries.
+    if status == 401 and data_call and code in (None, TOKEN_EXPIRED_CODE):
         return Verdict(TOKEN_REFUSED, message=f"the platform refused the token (401, {_code_named(code)})")
     # A 5xx the platform itself calls not transient fails this campaign only: no retry, no sign of an outage.
     if status >= 500 and transient is not False:
