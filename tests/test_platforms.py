@@ -2,14 +2,23 @@
 
 Real HTTP to the fake platform and the real database, as everywhere; the
 configured budgets are time-scaled (2 s windows) so a few windows pass in seconds.
+How the metered adapter reads an error answer is pinned on the adapter itself, on answers built here.
 """
 from __future__ import annotations
 
+import json
+
 import pytest
+from requests.structures import CaseInsensitiveDict
 
 from campaigns.models import AdAccount, ApiClient, AttemptStatus, Campaign, PlatformKind, RunStatus, SyncAttempt
-from syncer.fake_platform import FakePlatform, FakePlatformConfig
+from syncer.answers import Answer
+from syncer.errors import CLIENT_ERROR, SERVER_ERROR
+from syncer.fake_platform import FAKE_SECRET, FakePlatform, FakePlatformConfig
+from syncer.fake_platform.gate import HTML_PAGE
+from syncer.fake_platform.metered import TOKEN_INVALID, MeteredErrors, metered_error
 from syncer.platforms import PLATFORMS, platform_named
+from syncer.platforms.base import OUTAGE, PERMANENT, TOKEN_REFUSED
 from tests.conftest import FAKE_EMAIL, FAKE_PASSWORD
 from tests.runs import assert_all_synced, check_invariants, failures, sync
 
@@ -106,3 +115,64 @@ def test_a_metered_throttle_is_waited_out_and_never_recorded_as_a_success(metere
     assert metered_platform.stats["throttled"] > 0
     assert metered_platform.stats["synced_ids"] == {campaign_id: 1 for campaign_id in metered_platform.campaign_ids()}
     assert run.rate_limited == metered_platform.stats["throttled"], "each throttle counted on the run, none a success"
+
+
+# --- the metered dialect's errors, read by its adapter ----------------------------------------------
+# Unit level: the fake sends no 5xx that is not transient and no 401 with a code other than 190, so those
+# answers are built here; the outage and token bodies are the fake's own, so its outages stay outages and
+# its token refusals stay refusals.
+
+def metered_answer(status: int, body: bytes | dict) -> Answer:
+    raw = json.dumps(body).encode() if isinstance(body, dict) else body
+    return Answer(status, CaseInsensitiveDict({"Content-Type": "application/json"}), raw)
+
+
+def metered_error_body(code: object, *, transient: bool) -> dict:
+    return {"error": {"code": code, "message": "Unsupported request", "is_transient": transient}}
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_metered_5xx_the_platform_calls_not_transient_fails_the_campaign_and_is_no_outage(status):
+    verdict = platform_named("metered").classify(metered_answer(status, metered_error_body(1, transient=False)),
+                                                 data_call=True)
+    assert (verdict.kind, verdict.category) == (PERMANENT, SERVER_ERROR)
+    assert verdict.message == f"the platform failed with HTTP {status} (code 1, not transient): not retried"
+
+
+def test_a_metered_error_code_that_is_text_never_reaches_the_message():
+    answer = metered_answer(500, metered_error_body(f"STRIPE_KEY={FAKE_SECRET}", transient=False))
+    verdict = platform_named("metered").classify(answer, data_call=True)
+    assert verdict.kind == PERMANENT
+    assert FAKE_SECRET not in verdict.message and "an error code that is not a number" in verdict.message
+
+
+@pytest.mark.parametrize("answer", [
+    metered_answer(503, MeteredErrors.unavailable("The platform is down for maintenance").body),  # down_mode=503
+    metered_answer(503, MeteredErrors.unavailable("The service is overloaded, retry later").body),  # *_fail_rate
+    metered_answer(500, MeteredErrors.server_error().body),  # server_error_rate
+    metered_answer(502, HTML_PAGE.format(code="502 Bad Gateway").encode()),  # html_error_rate
+    metered_answer(504, b""),
+    metered_answer(502, {"error": "Bad gateway"}),  # an error that is no object: nothing says it is not transient
+], ids=["down", "overloaded", "server-error", "html", "empty", "error-text"])
+def test_a_metered_5xx_that_is_transient_or_has_no_error_object_is_an_outage(answer):
+    verdict = platform_named("metered").classify(answer, data_call=True)
+    assert verdict.kind == OUTAGE
+    assert verdict.message == f"the platform failed with HTTP {answer.status}"
+
+
+@pytest.mark.parametrize("answer", [
+    metered_answer(401, metered_error(401, TOKEN_INVALID, "the session has expired", False).body),
+    metered_answer(401, b""),  # a proxy's bare 401
+    metered_answer(401, b"<html><body>401 Authorization Required</body></html>"),
+    metered_answer(401, {"error": {"message": "Unauthorized"}}),
+], ids=["code-190", "empty", "html", "no-code"])
+def test_a_metered_401_with_code_190_or_no_code_takes_a_new_token(answer):
+    assert platform_named("metered").classify(answer, data_call=True).kind == TOKEN_REFUSED
+
+
+@pytest.mark.parametrize("code", [10, 200])
+def test_a_metered_401_with_another_code_refuses_the_call_and_names_the_code(code):
+    verdict = platform_named("metered").classify(metered_answer(401, metered_error_body(code, transient=False)),
+                                                 data_call=True)
+    assert (verdict.kind, verdict.category) == (PERMANENT, CLIENT_ERROR)
+    assert verdict.message == f"the platform refused the request with HTTP 401 (code {code})"

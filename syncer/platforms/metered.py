@@ -90,21 +90,8 @@ class MeteredPlatform:
         if status == 429 or (status < 300 and body is not None and body.get("code") == THROTTLE_CODE):
             return Verdict(THROTTLED, wait=_number(answer.headers.get("X-RateLimit-Reset")),
                            message=f"throttled by the platform (code {THROTTLE_CODE})")
-        error = body.get("error") if body is not None else None
-        error = error if isinstance(error, dict) else {}
-        if status == 401 and data_call:
-            return Verdict(TOKEN_REFUSED, message=f"the platform refused the token (401, code {error.get('code')})")
-        if status >= 500:
-            return Verdict(OUTAGE, message=f"the platform failed with HTTP {status}")
         if status >= 400:
-            if error.get("is_transient") is True:
-                return Verdict(TRANSIENT, category=SERVER_ERROR,
-                               message=f"the platform failed with HTTP {status} (transient, code {error.get('code')})")
-            if status == 404:
-                return Verdict(PERMANENT, category=CLIENT_ERROR,
-                               message="not found on the platform (404): it may have been deleted")
-            return Verdict(PERMANENT, category=CLIENT_ERROR,
-                           message=f"the platform refused the request with HTTP {status} (code {error.get('code')})")
+            return _error_verdict(status, _error_of(body), data_call=data_call)
         if body is None:
             return Verdict(TRANSIENT, category=BAD_RESPONSE,
                            message=f"the platform answered HTTP {status} with a body that is not a JSON object")
@@ -122,6 +109,42 @@ class MeteredPlatform:
 
     def campaign_row(self, raw: object) -> CampaignRow:
         return parse_row(raw, FIELDS)
+
+
+def _error_of(body: dict | None) -> dict:
+    """The body's `error` object, or {} when it has none (a proxy's page, an empty body)."""
+    error = body.get("error") if body is not None else None
+    return error if isinstance(error, dict) else {}
+
+
+def _error_verdict(status: int, error: dict, *, data_call: bool) -> Verdict:
+    """What a 4xx or 5xx means: the error's `code` and `is_transient` decide, as the contract says."""
+    code, transient = error.get("code"), error.get("is_transient")
+    # 190 is an expired or revoked token; a 401 with no code is a proxy's, which a new token may pass.
+    # Another code (a permission, a bad parameter) refuses this call whatever token it carries.
+    if status == 401 and data_call and code in (None, TOKEN_EXPIRED_CODE):
+        return Verdict(TOKEN_REFUSED, message=f"the platform refused the token (401, {_code_named(code)})")
+    # A 5xx the platform itself calls not transient fails this campaign only: no retry, no sign of an outage.
+    if status >= 500 and transient is not False:
+        return Verdict(OUTAGE, message=f"the platform failed with HTTP {status}")
+    if status >= 500:
+        return Verdict(PERMANENT, category=SERVER_ERROR, message=f"the platform failed with HTTP {status} "
+                                                                 f"({_code_named(code)}, not transient): not retried")
+    if transient is True:
+        return Verdict(TRANSIENT, category=SERVER_ERROR,
+                       message=f"the platform failed with HTTP {status} (transient, {_code_named(code)})")
+    if status == 404:
+        return Verdict(PERMANENT, category=CLIENT_ERROR,
+                       message="not found on the platform (404): it may have been deleted")
+    return Verdict(PERMANENT, category=CLIENT_ERROR,
+                   message=f"the platform refused the request with HTTP {status} ({_code_named(code)})")
+
+
+def _code_named(code: object) -> str:
+    """An error code for a message; one that is no number is left out, as a body's text never reaches a page."""
+    if isinstance(code, bool) or not isinstance(code, int):
+        return "no error code" if code is None else "an error code that is not a number"
+    return f"code {code}"
 
 
 def _number(text: str | None) -> float | None:
