@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun
 from syncer.claims import attempts_claim
 from syncer.client import CallStats, PlatformClient, PlatformError
 from syncer.connections import connection_release
+from syncer.heartbeat import process_claims_prefix
 from syncer.recording import CALL_COUNTERS, outcome_record
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ class Outcome:
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+    return f"{process_claims_prefix()}{threading.get_ident() % 100000}"
 
 
 class ClaimSize:

@@ -235,7 +235,7 @@ def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None,
             run_fail_internal(run_id=run_id, step="syncing", error=error)
             return 0
 
-    with heartbeat(run_id=run_id, claim_prefix=f"{name}/", beat_now=beat_now), \
+    with heartbeat(run_id=run_id, beat_now=beat_now), \
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"run{run_id}") as pool:
         done = sum(pool.map(work, range(threads)))
     # This drain's threads have all ended: a claim of theirs still open in an ended run is abandoned.
