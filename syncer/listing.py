@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from syncer.client import CallStats, Page, PlatformClient
-from syncer.listings_first import listing_in_flight
 from syncer.rows import BadRow, CampaignRow
 
 log = logging.getLogger(__name__)
@@ -119,7 +117,7 @@ def listing_read(*, client: PlatformClient, page_size: int, stats: CallStats, ma
     """List until a pass leaves nothing missing (or nothing `wanted` missing), at most `passes` times."""
     listing = Listing()
     while listing.passes < passes:
-        found = _pass_read(client, page_size, stats, max_pages, keep_going, first=listing.passes == 0)
+        found = _pass_read(client, page_size, stats, max_pages, keep_going)
         listing.merge(found, max_pages=max_pages)
         if not listing.wants_another_pass(found, wanted):
             break
@@ -131,12 +129,11 @@ def listing_read(*, client: PlatformClient, page_size: int, stats: CallStats, ma
 
 
 def _pass_read(client: PlatformClient, page_size: int, stats: CallStats, max_pages: int,
-               keep_going: Callable[[], bool], *, first: bool) -> ListingPass:
+               keep_going: Callable[[], bool]) -> ListingPass:
     found = ListingPass()
     pages = client.iter_pages(page_size=page_size, stats=stats, max_pages=max_pages)
     try:
-        with listing_in_flight() if first else nullcontext():  # the run's first call (syncer/listings_first.py)
-            page = next(pages, None)
+        page = next(pages, None)
         while page is not None:
             found.add_page(page, client.platform.campaign_row)
             log.info("listed page %s: %s rows (total %s)", page.number, len(page.rows), page.total)

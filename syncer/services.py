@@ -26,7 +26,7 @@ from campaigns.models import (
     SyncRun,
     validate_client_id,
 )
-from syncer import drain, janitor, listings_first
+from syncer import drain, janitor
 from syncer.accounts import DEFAULT_SLUG, client_for, client_settings_for
 from syncer.client import CallStats, PlatformClient, PlatformError
 from syncer.cluster_keys import foreign_cluster_refusal, key_fingerprint
@@ -196,7 +196,6 @@ def _run_prepare(*, run_id: int) -> bool:
             with heartbeat(run_id=run_id, beat_now=run.heartbeat_at != now):  # starting it was a beat
                 listing = listing_fetch(run=run, client=client_for(run.account, pool_size=run.concurrency),
                                         page_size=settings.SYNC["PAGE_SIZE"], stats=stats)
-                listings_first.listings_wait()  # let this process's other runs make their first calls
         except PlatformError as error:
             _add_counters(run_id, stats)
             run_fail(run_id=run_id, reason=f"listing campaigns failed: {error.message}")

@@ -420,37 +420,6 @@ def test_queueing_many_runs_builds_one_broker_per_queue_not_one_per_task(monkeyp
     assert len(built) == 2 and built[0] != built[1], "one per queue name"
 
 
-def test_a_listed_run_waits_to_store_while_another_run_of_its_process_makes_its_first_call_but_not_longer():
-    """A fleet's stores crowded out the listings behind them, and a run's budget clock starts at its listing."""
-    from syncer import listings_first
-
-    first_call_answered, stored = threading.Event(), threading.Event()
-
-    def another_run_listing() -> None:
-        with listings_first.listing_in_flight():
-            first_call_answered.wait(10)
-
-    def listed_run() -> None:
-        listings_first.listings_wait(patience=30)
-        stored.set()
-
-    threading.Thread(target=another_run_listing).start()
-    wait_until(lambda: listings_first._pending == 1, timeout=30, message="the other run's first call is under way")
-    threading.Thread(target=listed_run).start()
-    assert not stored.wait(0.3), "the store waits while the other run's first call is under way"
-    first_call_answered.set()
-    assert stored.wait(30), "and goes once it is answered"
-
-    first_call_answered.clear()
-    threading.Thread(target=another_run_listing).start()
-    wait_until(lambda: listings_first._pending == 1, timeout=30, message="another first call is under way")
-    impatient = threading.Thread(target=listings_first.listings_wait, kwargs={"patience": 0.1})
-    impatient.start()
-    impatient.join(30)
-    assert not impatient.is_alive(), "a first call that takes long holds no store back past its patience"
-    first_call_answered.set()
-
-
 def test_a_drain_stopped_while_its_threads_wait_for_their_turn_claims_nothing_more(fake_platform, make_account):
     """A worker that exits lets its calls in flight finish; threads still waiting for the budget start none."""
     from syncer.services import run_drain, run_prepare
