@@ -78,8 +78,9 @@ def fan_out_shape(run: SyncRun) -> tuple[int, int]:
     only with the threads its budget keeps busy.
     """
     budget = run.account.budget
-    if budget is not None and budget.calls / budget.window_seconds <= run.concurrency / SLOW_CALL_SECONDS:
-        return 1, min(run.concurrency, budget_threads(budget))
+    needed = budget_threads(budget) if budget is not None else None
+    if needed is not None and needed - 1 <= run.concurrency:  # the run's threads carry its budget at 2 s a call
+        return 1, min(run.concurrency, needed)
     tasks = max(1, min(settings.SYNC["FAN_OUT"], run.concurrency))
     return tasks, math.ceil(run.concurrency / tasks)
 
