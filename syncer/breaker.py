@@ -25,10 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -66,23 +64,15 @@ class Breaker:
         self._outages = 0
         self._given_up = 0  # the last outage that outlasted max_outage
         self._probe: Pass | None = None
-        self._probe_sent = False
         self._next_probe_at = 0.0
         self._delay = backoff_base
-        self._turn_holders_waiting = 0
         self._report_lock = threading.Lock()
         self._reported: float | None = None
 
     # --- the three steps of a call ------------------------------------------------
 
-    def enter(self, *, holds_turn: bool = False) -> Pass:
-        """Wait while the breaker is open, unless this call becomes the probe.
-
-        `holds_turn`: the calling thread holds its rate limiter's turn, so no
-        other thread's call can take a rate slot until this one does. Such a
-        thread probes first, and takes over a probe that has not left yet: a
-        probe waiting for a slot behind it would otherwise never leave.
-        """
+    def enter(self) -> Pass:
+        """Wait while the breaker is open, unless this call becomes the probe."""
         waited_in, gave_up = None, False  # the outage this call waited in, if any
         with self._cond:
             while self._began is not None:
@@ -91,10 +81,10 @@ class Breaker:
                     self._give_up()
                     gave_up = True
                     break
-                if self._may_probe(now, holds_turn):
-                    self._probe, self._probe_sent = Pass(probe=True, outage=self._outages), False
+                if now >= self._next_probe_at and self._probe is None:
+                    self._probe = Pass(probe=True, outage=self._outages)
                     return self._probe
-                self._wait(now, holds_turn)
+                self._wait(now)
             too_long = waited_in is not None and self._given_up == waited_in
             ticket = Pass(probe=False, outage=self._outages)
         if gave_up:
@@ -109,7 +99,6 @@ class Breaker:
             if not ticket.probe:
                 return self._began is None
             if ticket is self._probe:
-                self._probe_sent = True
                 return True
             if self._given_up == ticket.outage:
                 raise OutageTooLong(self.max_outage)
@@ -149,22 +138,11 @@ class Breaker:
 
     # --- inside the lock --------------------------------------------------------------
 
-    def _may_probe(self, now: float, holds_turn: bool) -> bool:
-        if now < self._next_probe_at:
-            return False
-        if self._probe is None:
-            return holds_turn or not self._turn_holders_waiting
-        return holds_turn and not self._probe_sent
-
-    def _wait(self, now: float, holds_turn: bool) -> None:
+    def _wait(self, now: float) -> None:
         deadline = self._began + self.max_outage
         # Until the next probe is due; once it is due and not ours, until someone notifies (or the deadline).
         wake = self._next_probe_at if now < self._next_probe_at else deadline
-        self._turn_holders_waiting += holds_turn
-        try:
-            self._cond.wait(max(0.001, min(wake, deadline) - now))
-        finally:
-            self._turn_holders_waiting -= holds_turn
+        self._cond.wait(max(0.001, min(wake, deadline) - now))
 
     def _failure(self, ticket: Pass, sent_at: float) -> bool:
         if ticket is self._probe:
@@ -222,40 +200,3 @@ class Breaker:
             if since != self._reported:
                 self._reported = since
                 self._on_change(since)
-
-
-class TurnWatch:
-    """The client's rate limiter, and which thread holds its turn (see `Breaker.enter`).
-
-    A limiter's `turn()` keeps every other thread's `acquire()` waiting until
-    the holder's own `acquire()` ends the turn (syncer/limiter.py). The
-    breaker needs to know that holder: it must be the one to probe. Without
-    it, a run under a rate budget wedged at its second probe, whose slot
-    waited for a turn held by a thread waiting for that probe, until
-    SYNC_MAX_OUTAGE failed the run (tests/test_outages.py, under a budget).
-    """
-
-    def __init__(self, limiter: Any) -> None:
-        self.inner = limiter
-        self._holding = threading.local()
-
-    def acquire(self) -> Any:
-        try:
-            return self.inner.acquire()
-        finally:
-            self._holding.turn = False
-
-    @contextmanager
-    def turn(self) -> Iterator[None]:
-        with self.inner.turn():
-            self._holding.turn = True
-            try:
-                yield
-            finally:
-                self._holding.turn = False
-
-    def holds_turn(self) -> bool:
-        return getattr(self._holding, "turn", False)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)

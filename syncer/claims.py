@@ -55,3 +55,13 @@ def _claimable(cursor, run_id: int, condition: str, params: list, limit: int) ->
         [run_id, RunStatus.RUNNING, *params, limit])
     return cursor.fetchall()
 
+
+
+def claims_release(attempts: list[SyncAttempt]) -> int:
+    """Put claimed attempts that were never sent back in the queue (a worker stopping); how many went back."""
+    released = 0
+    for attempt in attempts:  # each claim is its own compare-and-set: one taken over since stays with its taker
+        released += SyncAttempt.objects.filter(
+            pk=attempt.pk, status=AttemptStatus.RUNNING, claimed_by=attempt.claimed_by,
+        ).update(status=AttemptStatus.PENDING, claimed_by="", lease_expires_at=None, started_at=None)
+    return released

@@ -20,6 +20,7 @@ import base64
 import dataclasses
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from syncer.answers import Answer, BodyTooLarge, read_answer
-from syncer.breaker import Breaker, Held, OutageTooLong, Pass, TurnWatch
+from syncer.breaker import Breaker, Held, OutageTooLong, Pass
 from syncer.errors import (
     AUTH,
     BAD_RESPONSE,
@@ -100,7 +101,7 @@ class PlatformClient:
         self.settings = settings
         self.platform = platform_named(settings.platform)
         self.base_url = settings.base_url.rstrip("/")
-        self.limiter = TurnWatch(limiter or NoLimit())
+        self.limiter = limiter or NoLimit()
         self.session = requests.Session()
         # Proxies from the environment are read once here, not on every call (that lookup was a tenth
         # of a call's CPU); credentials never come from ~/.netrc: we send our own Authorization.
@@ -151,15 +152,15 @@ class PlatformClient:
             after = page.after
         log.warning("the campaign list still says there is more after %s pages: stopped at the page cap", max_pages)
 
-    def sync_campaign(self, platform_id: str, *, stats: CallStats) -> None:
-        """Ask the platform to sync one campaign; raise PlatformError unless it confirms."""
+    def sync_campaign(self, platform_id: str, *, stats: CallStats, stop: threading.Event | None = None) -> None:
+        """Sync one campaign: PlatformError unless the platform confirms; Stopped when `stop` is set before it goes."""
         def confirmed(body: dict) -> dict:
             if not self.platform.sync_confirmed(body):
                 raise PlatformError(BAD_RESPONSE, "the platform did not confirm the sync",
                                     http_status=stats.last_status, retryable=True)
             return body
 
-        self._call(self.platform.sync_request(platform_id), stats=stats, check=confirmed)
+        self._call(self.platform.sync_request(platform_id), stats=stats, check=confirmed, stop=stop)
 
     def check_connection(self) -> Page:
         """Get a token and the first page: proves the URL, the credentials and the budget."""
@@ -168,10 +169,11 @@ class PlatformClient:
 
     # --- tries ----------------------------------------------------------------
 
-    def _call(self, request: Request, *, stats: CallStats, check: Callable[[dict], dict] | None = None) -> dict:
+    def _call(self, request: Request, *, stats: CallStats, check: Callable[[dict], dict] | None = None,
+              stop: threading.Event | None = None) -> dict:
         """One logical data call, to its end: its tries, throttles, token refreshes and waits in an outage."""
         self._refuse_unsendable_client_id()
-        call = _Call(stats, began=time.monotonic())
+        call = _Call(stats, began=time.monotonic(), stop=stop)
 
         def one_try() -> dict:
             body = self._api_try(request, call)
@@ -247,8 +249,12 @@ class PlatformClient:
     # --- one try: the breaker, a rate slot, a token, the exchange -------------------
 
     def _api_try(self, request: Request, call: _Call) -> dict:
-        ticket = self.breaker.enter(holds_turn=self.limiter.holds_turn())
-        permit = self.limiter.acquire()  # every data call, retries included, spends budget
+        ticket = self.breaker.enter()
+        try:
+            permit = self.limiter.acquire(call.stop)  # every data call, retries included, spends budget
+        except BaseException:
+            self.breaker.abandon(ticket)
+            raise
         try:
             if not self.breaker.admit(ticket):
                 raise Held()  # it opened while this call waited for its slot
@@ -375,6 +381,7 @@ class _Call:
 
     stats: CallStats
     began: float
+    stop: threading.Event | None = None  # set: stop waiting for the budget (Stopped)
     sent: bool = False  # did the current try send anything?
     refusals: int = 0
 

@@ -11,10 +11,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun
-from syncer.claims import attempts_claim
+from syncer.claims import attempts_claim, claims_release
 from syncer.client import CallStats, PlatformClient, PlatformError
 from syncer.connections import connection_release
 from syncer.heartbeat import process_claims_prefix
+from syncer.pacing import Stopped
 from syncer.recording import CALL_COUNTERS, outcome_record
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,12 @@ class ClaimSize:
         return max(1, min(self.MOST, int(self.HOLD_SECONDS / self.seconds_per_attempt)))
 
 
-def attempt_sync(*, attempt: SyncAttempt, client: PlatformClient) -> Outcome:
+def attempt_sync(*, attempt: SyncAttempt, client: PlatformClient, stop: threading.Event | None = None) -> Outcome:
+    """Sync one attempt's campaign; Stopped (nothing sent) when `stop` is set while it waits for the budget."""
     stats = CallStats()
     started = time.monotonic()
     try:
-        client.sync_campaign(attempt.platform_id, stats=stats)
+        client.sync_campaign(attempt.platform_id, stats=stats, stop=stop)
         error = None
     except PlatformError as platform_error:
         error = platform_error
@@ -88,11 +90,11 @@ def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: fl
                on_fatal, watch: threading.Lock, stop: threading.Event | None = None) -> int:
     """Claim and sync attempts until none is left, the deadline passes or `stop` is set; return how many.
 
-    A thread claims in its turn for the account's rate budget (its call is
-    the next), so under a budget an attempt is claimed just before its call.
-    When the work left is claimed by others, the thread holding `watch`
-    (the first to find nothing, one per drain) waits to take over claims
-    whose leases run out; the others end.
+    Under a budget a claimed attempt waits for its rate slot; when `stop` is
+    set meanwhile, it goes back to the queue unsent. When the work left is
+    claimed by others, the thread holding `watch` (the first to find
+    nothing, one per drain) waits to take over claims whose leases run out;
+    the others end.
     """
     done, claim_size, watching = 0, ClaimSize(), False
 
@@ -101,11 +103,8 @@ def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: fl
 
     try:
         while not ended():
-            with client.limiter.turn():
-                if ended():  # the wait for a turn can be a window long: a stop meanwhile claims nothing
-                    break
-                attempts = patiently(attempts_claim, run_id=run_id, worker=worker, limit=claim_size.next())
-                synced, fatal = _sync_claimed(attempts, client, claim_size)
+            attempts = patiently(attempts_claim, run_id=run_id, worker=worker, limit=claim_size.next())
+            synced, fatal = _sync_claimed(attempts, client, claim_size, stop)
             done += synced
             if fatal is not None:
                 on_fatal(fatal)
@@ -125,13 +124,20 @@ def drain_loop(*, run_id: int, client: PlatformClient, worker: str, deadline: fl
     return done
 
 
-def _sync_claimed(attempts: list[SyncAttempt], client: PlatformClient,
-                  claim_size: ClaimSize) -> tuple[int, PlatformError | None]:
-    """Sync and record claimed attempts; how many were recorded, and the error that ends the run, if any."""
+def _sync_claimed(attempts: list[SyncAttempt], client: PlatformClient, claim_size: ClaimSize,
+                  stop: threading.Event | None) -> tuple[int, PlatformError | None]:
+    """Sync and record claimed attempts; how many were recorded, and the error that ends the run, if any.
+
+    Stopped while one waits for the budget, it and the rest go back to the queue for the run's next worker.
+    """
     done = 0
     for index, attempt in enumerate(attempts):
         started = time.monotonic()
-        outcome = attempt_sync(attempt=attempt, client=client)
+        try:
+            outcome = attempt_sync(attempt=attempt, client=client, stop=stop)
+        except Stopped:
+            patiently(claims_release, attempts[index:])
+            return done, None
         if patiently(attempt_complete, attempt=attempt, outcome=outcome):
             done += 1
             _log_outcome(attempt, outcome)

@@ -34,8 +34,6 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -46,7 +44,7 @@ from syncer.answer_times import answer_noted, safety_margin
 from syncer.api_clients import api_client_of, client_slots_ensure, slots_ensure
 from syncer.budget import RateBudget
 from syncer.connections import connection_release
-from syncer.pacing import Limiter, NoLimit, Permit
+from syncer.pacing import Limiter, NoLimit, Permit, Stopped
 from syncer.platforms.base import BudgetSignal
 from syncer.slot_clock import ProcessCall, ProcessWindow, now_sql
 
@@ -71,7 +69,6 @@ class _InProcess:
 
 _in_process: dict[tuple[int, str, str], _InProcess] = {}  # one per client, whichever accounts use it
 _in_process_lock = threading.Lock()
-_turns = threading.local()  # the queue a thread holds from `turn()` until its call takes a slot
 
 # Without usage headers: so many throttles within one window lower the pacing by a call. A lone 429 in a
 # fleet on several hosts is our own timing, and lowering on it cost a run a window (scale-out, 2026-12-02).
@@ -124,6 +121,13 @@ class SlotPermit:
         return max(departed, answered - answer_noted(method, answered - departed))
 
 
+def _sleep(seconds: float, stop: threading.Event | None) -> None:
+    if stop is None:
+        time.sleep(seconds)
+    elif stop.wait(seconds):
+        raise Stopped()
+
+
 def slot_interval(budget: RateBudget) -> float:
     """How long after its last call a slot can be taken again."""
     return budget.window_seconds + safety_margin(budget.window_seconds)
@@ -143,37 +147,12 @@ class DatabaseLimiter:
             here.learned_change = time.monotonic() - age
             here.window_seconds = api_client.configured_window_seconds
 
-    def acquire(self) -> Permit:
+    def acquire(self, stop: threading.Event | None = None) -> Permit:
         connection_release()  # never queue holding a pooled connection: the thread ahead may need one
-        if getattr(_turns, "queue", None) is self.queue:
-            _turns.queue = None  # the call of this thread's turn: its slot ends the turn
-        else:
-            self.queue.acquire()
-        try:
-            return self._acquire()
-        finally:
-            self.queue.release()
+        with self.queue:
+            return self._acquire(stop)
 
-    @contextmanager
-    def turn(self) -> Iterator[None]:
-        """Be next in this process's queue for the budget; the next call's slot ends the turn.
-
-        A drain claims its next attempt in its turn. Claimed while ten calls
-        ahead of it still waited for the budget, an attempt sat claimed for
-        a window, and a hundred runs starting at once spent their first
-        seconds on claims instead of on their listings.
-        """
-        connection_release()
-        self.queue.acquire()
-        _turns.queue = self.queue
-        try:
-            yield
-        finally:
-            if getattr(_turns, "queue", None) is self.queue:  # no call took a slot in the turn
-                _turns.queue = None
-                self.queue.release()
-
-    def _acquire(self) -> Permit:
+    def _acquire(self, stop: threading.Event | None) -> Permit:
         while True:
             slot = self._oldest_slot()
             if slot is None:  # slots never ensured ("Test connection" before a first run), or no budget now
@@ -188,7 +167,7 @@ class DatabaseLimiter:
             wait = max(last_used + interval - now, self.window.wait(calls, interval))
             if wait > 0:
                 connection_release()
-                time.sleep(wait)
+                _sleep(wait, stop)
                 continue
             taken_at = self._take(slot_id, last_used)
             connection_release()

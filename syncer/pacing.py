@@ -1,11 +1,11 @@
-"""What the client asks of a rate limiter: a permit per call, a turn in the queue, and what answers say.
+"""What the client asks of a rate limiter: a permit per call, and what answers say of the budget.
 
 The database limiter (syncer/limiter.py) is the real one; `NoLimit` is for
 an account without a budget, and for the client alone in tests.
 """
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+import threading
 from typing import Protocol
 
 from syncer.platforms.base import BudgetSignal
@@ -17,11 +17,13 @@ class Permit(Protocol):
     def sent(self, method: str, at: float, answered_at: float | None) -> None: ...
 
 
-class Limiter(Protocol):
-    def acquire(self) -> Permit: ...
+class Stopped(Exception):
+    """The wait for the budget ended because `stop` was set: no call went, and none will on this permit."""
 
-    # Wait until this thread's next call is the next for the budget; that call's `acquire` ends the turn.
-    def turn(self) -> AbstractContextManager[None]: ...
+
+class Limiter(Protocol):
+    # Wait for the budget; raise Stopped when `stop` is set first (a worker exiting sends no call a window late).
+    def acquire(self, stop: threading.Event | None = None) -> Permit: ...
 
     # What an answer said of the platform's real budget for this client.
     def learn(self, signal: BudgetSignal) -> None: ...
@@ -33,11 +35,8 @@ class _FreePermit:
 
 
 class NoLimit:
-    def acquire(self) -> Permit:
+    def acquire(self, stop: threading.Event | None = None) -> Permit:
         return _FreePermit()
-
-    def turn(self) -> AbstractContextManager[None]:
-        return nullcontext()
 
     def learn(self, signal: BudgetSignal) -> None:
         return None  # no configured budget: the platform's own is not ours to pace to

@@ -66,8 +66,8 @@ def test_an_outage_mid_run_is_held_out_and_every_campaign_syncs(fake_platform, a
 
 
 def test_an_outage_under_a_rate_budget_is_held_out_too(fake_platform, make_account, doubling, captured_logs):
-    # A budget brings the limiter's turns in: a thread holding its turn waits in the breaker, and
-    # every other thread's rate slot waits for that turn. The run must not wedge on it.
+    # A budget brings the limiter's queue in: the probe may wait for a slot behind threads whose calls
+    # the breaker then holds. The run must not wedge on it.
     fake_platform.update(campaigns=60, sync_latency=0.1, down_mode="503")
     account = make_account(rate_limit="200/1s")
     outage = outage_once_under_way(fake_platform, account, DOWN_SECONDS)
