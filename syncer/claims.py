@@ -13,7 +13,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun
@@ -24,37 +24,36 @@ def attempts_claim(*, run_id: int, worker: str, limit: int = 1) -> list[SyncAtte
     """Claim up to `limit` attempts of a running run: pending ones first, then ones whose lease ran out.
 
     Pending ones come first through the (run, status) index, so a claim
-    costs the same at the start of a run of 100,000 as at its end.
+    costs the same at the start of a run of 100,000 as at its end. Each
+    kind is claimed by one UPDATE of the rows its subquery locks (skipping
+    rows other workers hold, on PostgreSQL): no transaction around it, which
+    at 167 calls a second (a thousand accounts at the real budget) were two
+    round trips a call more.
     """
     now = timezone.now()
     token = f"{worker}:{uuid.uuid4().hex[:8]}"
     lease_until = now + timedelta(seconds=settings.SYNC["LEASE_SECONDS"])
-    with transaction.atomic(), connection.cursor() as cursor:  # on SQLite an IMMEDIATE transaction
-        rows = _claimable(cursor, run_id, "a.status = %s", [AttemptStatus.PENDING], limit)
+    claim = [AttemptStatus.RUNNING, token, sql.db_time(lease_until), sql.db_time(now)]
+    with connection.cursor() as cursor:
+        rows = _claim(cursor, claim, run_id, "a.status = %s", [AttemptStatus.PENDING], limit)
         if len(rows) < limit:
-            rows += _claimable(cursor, run_id, "a.status = %s AND a.lease_expires_at < %s",
-                               [AttemptStatus.RUNNING, sql.db_time(now)], limit - len(rows))
-        if not rows:
-            return []
-        ids = [row[0] for row in rows]
-        cursor.execute(
-            f"UPDATE {sql.table(SyncAttempt)} SET status = %s, claimed_by = %s, lease_expires_at = %s, started_at = %s "
-            f"WHERE id IN ({', '.join(['%s'] * len(ids))})",
-            [AttemptStatus.RUNNING, token, sql.db_time(lease_until), sql.db_time(now), *ids])
+            rows += _claim(cursor, claim, run_id, "a.status = %s AND a.lease_expires_at < %s",
+                           [AttemptStatus.RUNNING, sql.db_time(now)], limit - len(rows))
     return [SyncAttempt(id=pk, run_id=run_id, platform_id=platform_id, campaign_id=campaign_id,
                         status=AttemptStatus.RUNNING, claimed_by=token, lease_expires_at=lease_until, started_at=now)
-            for pk, platform_id, campaign_id in rows]
+            for pk, platform_id, campaign_id in sorted(rows)]
 
 
-def _claimable(cursor, run_id: int, condition: str, params: list, limit: int) -> list[tuple]:
+def _claim(cursor, claim: list, run_id: int, condition: str, params: list, limit: int) -> list[tuple]:
     skip_locked = " FOR UPDATE OF a SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    attempts = sql.table(SyncAttempt)
     cursor.execute(
-        f"SELECT a.id, a.platform_id, a.campaign_id FROM {sql.table(SyncAttempt)} a "
-        f"JOIN {sql.table(SyncRun)} r ON r.id = a.run_id "
-        f"WHERE a.run_id = %s AND r.status = %s AND {condition} ORDER BY a.id LIMIT %s{skip_locked}",
-        [run_id, RunStatus.RUNNING, *params, limit])
+        f"UPDATE {attempts} SET status = %s, claimed_by = %s, lease_expires_at = %s, started_at = %s "
+        f"WHERE id IN (SELECT a.id FROM {attempts} a JOIN {sql.table(SyncRun)} r ON r.id = a.run_id "
+        f"WHERE a.run_id = %s AND r.status = %s AND {condition} ORDER BY a.id LIMIT %s{skip_locked}) "
+        f"RETURNING id, platform_id, campaign_id",
+        [*claim, run_id, RunStatus.RUNNING, *params, limit])
     return cursor.fetchall()
-
 
 
 def claims_release(attempts: list[SyncAttempt]) -> int:

@@ -6,14 +6,14 @@ import threading
 import time
 from dataclasses import dataclass
 
-from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db import close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun
 from syncer.claims import attempts_claim, claims_release
 from syncer.client import CallStats, PlatformClient, PlatformError
-from syncer.connections import connection_release
+from syncer.connections import patiently
 from syncer.heartbeat import process_claims_prefix
 from syncer.pacing import Stopped
 from syncer.recording import CALL_COUNTERS, outcome_record
@@ -21,7 +21,6 @@ from syncer.recording import CALL_COUNTERS, outcome_record
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.5
-DATABASE_PATIENCE_SECONDS = 120  # how long a worker waits out a database restart
 
 
 @dataclass
@@ -147,23 +146,6 @@ def _sync_claimed(attempts: list[SyncAttempt], client: PlatformClient, claim_siz
                 patiently(attempt_complete, attempt=unstarted, outcome=Outcome(outcome.error, CallStats(), 0))
             return done, outcome.error
     return done, None
-
-
-def patiently(step, *args, **kwargs):
-    """Run one database step, waiting out a briefly unavailable database (a restart, a lock)."""
-    started, delay = time.monotonic(), 0.2
-    while True:
-        try:
-            return step(*args, **kwargs)
-        except (OperationalError, InterfaceError) as error:
-            if time.monotonic() - started > DATABASE_PATIENCE_SECONDS:
-                raise
-            log.warning("database unavailable (%s); trying again in %.1f s", type(error).__name__, delay)
-            connection.close()
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        finally:
-            connection_release()  # the thread now waits on the platform or the budget, not the database
 
 
 def _others_still_working(run_id: int) -> bool:

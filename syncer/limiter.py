@@ -34,6 +34,7 @@ import logging
 import math
 import threading
 import time
+from contextlib import nullcontext
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -43,7 +44,7 @@ from syncer import sql
 from syncer.answer_times import answer_noted, safety_margin
 from syncer.api_clients import api_client_of, client_slots_ensure, slots_ensure
 from syncer.budget import RateBudget
-from syncer.connections import connection_release
+from syncer.connections import connection_release, patiently
 from syncer.pacing import Limiter, NoLimit, Permit, Stopped
 from syncer.platforms.base import BudgetSignal
 from syncer.slot_clock import ProcessCall, ProcessWindow, now_sql
@@ -154,25 +155,27 @@ class DatabaseLimiter:
 
     def _acquire(self, stop: threading.Event | None) -> Permit:
         while True:
-            slot = self._oldest_slot()
-            if slot is None:  # slots never ensured ("Test connection" before a first run), or no budget now
-                if client_slots_ensure(self.api_client_id):
-                    continue
-                return NoLimit().acquire()
-            slot_id, last_used, calls, window_seconds, now = slot
-            interval = slot_interval(RateBudget(calls=calls, window_seconds=window_seconds))
-            if last_used > now:
-                self._count_as_just_used()
-                continue
-            wait = max(last_used + interval - now, self.window.wait(calls, interval))
-            if wait > 0:
-                connection_release()
-                _sleep(wait, stop)
-                continue
-            taken_at = self._take(slot_id, last_used)
-            connection_release()
-            if taken_at is not None:
-                return SlotPermit(self, slot_id, taken_at, self.window.note(calls))
+            got = patiently(self._slot_try)
+            if isinstance(got, float):
+                _sleep(got, stop)
+            elif got is not None:
+                return got
+
+    def _slot_try(self) -> Permit | float | None:
+        """Take the oldest slot if it is free: its permit, else how long to wait for it (None: look again now)."""
+        slot = self._oldest_slot()
+        if slot is None:  # slots never ensured ("Test connection" before a first run), or no budget now
+            return None if client_slots_ensure(self.api_client_id) else NoLimit().acquire()
+        slot_id, last_used, calls, window_seconds, now = slot
+        interval = slot_interval(RateBudget(calls=calls, window_seconds=window_seconds))
+        if last_used > now:
+            self._count_as_just_used()
+            return None
+        wait = max(last_used + interval - now, self.window.wait(calls, interval))
+        if wait > 0:
+            return float(wait)
+        taken_at = self._take(slot_id, last_used)
+        return SlotPermit(self, slot_id, taken_at, self.window.note(calls)) if taken_at is not None else None
 
     def learn(self, signal: BudgetSignal) -> None:
         """Pace to what the platform says it allows: its limit when it tells, one call less per throttle else."""
@@ -251,7 +254,7 @@ class DatabaseLimiter:
 
     def _take(self, slot_id: int, last_used: float) -> float | None:
         """Compare-and-set: only one caller can move a slot from the date it read; the date it took it, or None."""
-        with transaction.atomic():  # on SQLite, BEGIN waits for the write lock: read the clock after it
+        with _clock_after_lock():
             now, params = now_sql()
             with connection.cursor() as cursor:
                 cursor.execute(f"UPDATE {_slots()} SET last_used = {now} WHERE id = %s AND last_used = %s "
@@ -261,7 +264,7 @@ class DatabaseLimiter:
 
     def _count_as_just_used(self) -> None:
         """Date the client's slots dated later than now to now: they then free within one interval."""
-        with transaction.atomic():  # the clock read after the write lock, as in `_take`
+        with _clock_after_lock():
             now, params = now_sql()
             with connection.cursor() as cursor:
                 cursor.execute(f"UPDATE {_slots()} SET last_used = {now} WHERE api_client_id = %s "
@@ -321,6 +324,13 @@ def slots_spread(account: AdAccount, calls: int) -> None:
 _PACING = ("(CASE WHEN c.learned_calls > 0 AND c.learned_calls < c.configured_calls THEN c.learned_calls "
            "ELSE c.configured_calls END)")
 _MOVE = "UPDATE {slots} SET last_used = %s WHERE id = %s AND last_used = %s"  # new date, id, the date it was read
+
+
+def _clock_after_lock():
+    """On SQLite the clock is a parameter read in Python: read it once BEGIN (IMMEDIATE) holds the write lock,
+    or a write that waited for the lock dates its slot too early. PostgreSQL reads its own clock as the
+    statement runs, and a transaction around one statement would be two more round trips a call."""
+    return transaction.atomic() if connection.vendor == "sqlite" else nullcontext()
 
 
 def _move(slot_id: int, last_used: float, new_date: float) -> bool:

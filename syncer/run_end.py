@@ -13,6 +13,7 @@ from django.utils import timezone
 from campaigns.models import ACTIVE_RUN_STATUSES, AttemptStatus, ErrorCategory, RunStatus, SyncAttempt, SyncRun
 from syncer import drain, janitor
 from syncer.api_clients import api_client_of
+from syncer.connections import patiently
 from syncer.failures import internal_reason
 from syncer.logs import bind_run
 
@@ -67,7 +68,7 @@ def run_fail_internal(*, run_id: int, step: str, error: Exception) -> bool:
     with bind_run(run_id):
         log.error("internal error while %s", step, exc_info=error)
         try:
-            return drain.patiently(run_fail, run_id=run_id, reason=internal_reason(step, error),
+            return patiently(run_fail, run_id=run_id, reason=internal_reason(step, error),
                                    category=ErrorCategory.INTERNAL)
         except Exception:  # the database is away for good: the watchdog resumes the run, a bounded number of times
             log.exception("could not record the failure of the run")

@@ -30,6 +30,7 @@ from syncer import drain, janitor
 from syncer.accounts import DEFAULT_SLUG, client_for, client_settings_for
 from syncer.client import CallStats, PlatformClient, PlatformError
 from syncer.cluster_keys import foreign_cluster_refusal, key_fingerprint
+from syncer.connections import patiently
 from syncer.heartbeat import heartbeat
 from syncer.limiter import limiter_for, slots_ensure, slots_spread
 from syncer.logs import bind_run
@@ -238,8 +239,8 @@ def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None,
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"run{run_id}") as pool:
         done = sum(pool.map(work, range(threads)))
     # This drain's threads have all ended: a claim of theirs still open in an ended run is abandoned.
-    drain.patiently(janitor.attempts_close_abandoned, run_id=run_id, claim_prefix=f"{name}/")
-    drain.patiently(run_finish_if_done, run_id=run_id)
+    patiently(janitor.attempts_close_abandoned, run_id=run_id, claim_prefix=f"{name}/")
+    patiently(run_finish_if_done, run_id=run_id)
     return done
 
 
@@ -249,8 +250,8 @@ def run_execute(*, run_id: int, threads: int | None = None) -> SyncRun:
         run = SyncRun.objects.get(pk=run_id)
         run_drain(run_id=run_id, threads=threads or run.concurrency)  # ends by finishing the run
     else:
-        drain.patiently(run_finish_if_done, run_id=run_id)
-    return drain.patiently(SyncRun.objects.get, pk=run_id)
+        patiently(run_finish_if_done, run_id=run_id)
+    return patiently(SyncRun.objects.get, pk=run_id)
 
 
 def _add_counters(run_id: int, stats: CallStats) -> None:
