@@ -95,8 +95,9 @@ def attempts_queue(*, run: SyncRun, listing: Listing) -> int:
             sql.insert(SyncAttempt, batch, on_conflict="DO NOTHING")
         _mark_failed_campaigns(run)
         counts = _attempt_counts(run.pk)
+        now = timezone.now()
         SyncRun.objects.filter(pk=run.pk, prepared_at__isnull=True).update(
-            prepared_at=timezone.now(), campaigns_listed=counts["listed"], campaigns_failed=counts["failed"],
+            prepared_at=now, heartbeat_at=now, campaigns_listed=counts["listed"], campaigns_failed=counts["failed"],
             **_listing_outcome(listing, good, wanted, current["warnings"]),
         )
     return counts["listed"] - counts["failed"]

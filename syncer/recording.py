@@ -27,7 +27,7 @@ def _statements() -> dict[str, str]:
                    f"message = %s, latency_ms = %s, finished_at = %s, lease_expires_at = NULL "
                    f"WHERE id = %s AND status = %s AND claimed_by = %s",
         "run": f"UPDATE {runs} SET campaigns_synced = campaigns_synced + %s, "
-               f"campaigns_failed = campaigns_failed + %s, {counters} WHERE id = %s",
+               f"campaigns_failed = campaigns_failed + %s, {counters}, heartbeat_at = %s WHERE id = %s",
         "synced": f"UPDATE {campaigns} SET last_sync_status = 'succeeded', last_synced_at = %s WHERE id = %s",
         "failed": f"UPDATE {campaigns} SET last_sync_status = 'failed' WHERE id = %s",
     }
@@ -47,7 +47,8 @@ def outcome_record(*, attempt: SyncAttempt, error: PlatformError | None, stats: 
         if cursor.rowcount != 1:
             return False
         cursor.execute(statements["run"], [int(succeeded), int(not succeeded),
-                                    *(getattr(stats, name) for name in CALL_COUNTERS), attempt.run_id])
+                                           *(getattr(stats, name) for name in CALL_COUNTERS), finished_at,
+                                           attempt.run_id])  # an outcome is its run's sign of life too
         if attempt.campaign_id and succeeded:
             cursor.execute(statements["synced"], [finished_at, attempt.campaign_id])
         elif attempt.campaign_id:
