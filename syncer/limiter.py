@@ -23,10 +23,6 @@ client's row (`learned_calls`), and every process paces to the smaller of
 the two from its next call on; when the headers allow the configured
 budget again, or a dialect without headers has gone LEARNED_STEP_WINDOWS
 windows without a throttle, the budget goes back up.
-
-Once a run knows how many calls it needs, `slots_spread` dates its free
-slots so that its calls go evenly and its last call goes when it would have
-anyway (see there).
 """
 from __future__ import annotations
 
@@ -49,7 +45,7 @@ from syncer.pacing import Limiter, NoLimit, Permit, Stopped
 from syncer.platforms.base import BudgetSignal
 from syncer.slot_clock import ProcessCall, ProcessWindow, now_sql
 
-__all__ = ["DatabaseLimiter", "SlotPermit", "limiter_for", "slots_ensure", "slots_spread"]
+__all__ = ["DatabaseLimiter", "SlotPermit", "limiter_for", "slots_ensure"]
 
 log = logging.getLogger(__name__)
 
@@ -273,51 +269,6 @@ class DatabaseLimiter:
         if moved:
             log.warning("%s rate slots were dated later than the slot clock reads (its clock stepped back, or the "
                         "host restarted): counted as just used", moved)
-
-
-def slots_spread(account: AdAccount, calls: int) -> None:
-    """Date the client's slots so the account's next `calls` calls go evenly and the last goes when it would anyway.
-
-    Taking the oldest free slot, a run of 100 calls on a 10-call budget sends
-    ten calls the moment its listing is in, then ten more every window: the
-    last call goes ten windows after the listing. Spread over the window,
-    call j of n goes one step (window / calls per window) after call j-1 and
-    the last still goes ten windows after the listing: same end, but a
-    steady trickle instead of bursts, which a busy machine (a fleet of
-    accounts starting at once) sends on time. Each of the first slots gets
-    the date that frees it for its call of the even schedule; the calls that
-    follow on it keep the step. A slot is only ever dated later, and a run
-    with fewer calls than free slots is left alone: its calls go at once.
-    No slot is dated later than now: a date in the future is the mark of a
-    clock that stepped back (see `slot_clock`), and counts as just used.
-    """
-    api_client = api_client_of(account)
-    budget = api_client.configured_budget if api_client else None
-    if budget is None or calls < 1:
-        return
-    interval = slot_interval(budget)
-    now_expr, params = now_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id, last_used, {now_expr} FROM {_slots()} WHERE api_client_id = %s "
-                       f"AND {_index()} < %s ORDER BY last_used, {_index()}", [*params, api_client.pk, budget.calls])
-        rows = cursor.fetchall()
-    if not rows:
-        return
-    now = rows[0][2]
-    slots = [(slot_id, last_used, min(last_used, now)) for slot_id, last_used, _ in rows]
-    # As the limiter would send them: call j on the j-th oldest slot, and a slot's next call an interval later.
-    frees = [max(now, used + interval) for _, _, used in slots]
-    last_call = frees[(calls - 1) % len(slots)] + (calls - 1) // len(slots) * interval
-    step = interval / len(slots)
-    moves = []
-    for j, (slot_id, last_used, used) in enumerate(slots[:calls]):
-        even_free = last_call - (calls - 1 - j) * step  # when call j goes on the even schedule
-        new_date = min(even_free - interval, now)
-        if even_free > frees[j] and new_date > used:
-            moves.append([new_date, slot_id, last_used])
-    if moves:
-        with transaction.atomic(), connection.cursor() as cursor:  # a move lost to a take leaves that slot as it is
-            cursor.executemany(_MOVE.format(slots=_slots()), moves)
 
 
 # The calls a window may hold: the configured budget, or the smaller one the platform said it allows.

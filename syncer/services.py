@@ -32,7 +32,7 @@ from syncer.client import CallStats, PlatformClient, PlatformError
 from syncer.cluster_keys import foreign_cluster_refusal, key_fingerprint
 from syncer.connections import patiently
 from syncer.heartbeat import heartbeat
-from syncer.limiter import limiter_for, slots_ensure, slots_spread
+from syncer.limiter import limiter_for, slots_ensure
 from syncer.logs import bind_run
 from syncer.prepare import attempts_queue, listing_fetch
 from syncer.queueing import run_enqueue
@@ -203,7 +203,7 @@ def _run_prepare(*, run_id: int) -> bool:
             return False
         _add_counters(run_id, stats)
         run_note_budget(run_id=run_id)  # the listing's answers may have said what the platform allows
-        slots_spread(run.account, attempts_queue(run=run, listing=listing))
+        attempts_queue(run=run, listing=listing)
         log.info("run prepared: %s campaigns to sync, %s bad rows", len(listing.good), len(listing.bad))
         return True
 

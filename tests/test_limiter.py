@@ -249,19 +249,6 @@ def test_a_slot_dated_after_a_backward_step_counts_as_just_used_not_as_an_hour_a
     assert_no_429_and_at_most(fake_platform, account.client_id, 3)
 
 
-def test_spreading_never_dates_a_slot_later_than_the_slot_clock(account):
-    """Only a clock that stepped back leaves a slot dated in the future, so such a slot can count as just used."""
-    from syncer.limiter import slots_spread
-
-    account.rate_limit = "10/60s"
-    account.save()
-    limiter = limiter_for(account)
-    for _ in range(10):
-        limiter.acquire()  # every slot just used, as by another run on the client
-    slots_spread(account, 11)  # the even schedule would free them over the next window
-    assert max(RateSlot.objects.values_list("last_used", flat=True)) <= shared_clock_now()
-
-
 def test_a_wall_clock_step_during_a_call_moves_its_slot_by_no_more_than_the_time_since_the_take(
         account):
     account.rate_limit = "3/60s"

@@ -138,7 +138,7 @@ def test_hostile_values_are_stored_as_data(fake_platform, account):
     assert stored["campaign_45"].name == "  \tCampaign 45\nsecond line\u200b  "
 
 
-def test_a_10_per_2s_budget_with_30_campaigns_sees_zero_429s_and_spreads_its_calls(fake_platform, make_account):
+def test_a_10_per_2s_budget_with_30_campaigns_sees_zero_429s(fake_platform, make_account):
     fake_platform.update(campaigns=30, rate_limit="10/2s")
     account = make_account(rate_limit="10/2s")
     run = sync(account)
@@ -147,31 +147,6 @@ def test_a_10_per_2s_budget_with_30_campaigns_sees_zero_429s_and_spreads_its_cal
     platform = fake_platform.stats
     assert platform["rate_limited"] == 0 and run.rate_limited == 0
     assert platform["max_calls_in_any_window"][account.client_id] <= 10
-    # 31 calls need three windows after the listing either way; spread, they go one every 0.21 s
-    # (about five a second) instead of ten at once
-    assert fake_platform.max_calls_in_window(1.0, account.client_id) <= 6
-
-
-def test_spreading_leaves_a_run_with_fewer_calls_than_free_slots_alone_and_steps_a_long_one(account):
-    from campaigns.models import RateSlot
-    from syncer.limiter import limiter_for, slot_interval, slots_ensure, slots_spread
-
-    account.rate_limit = "10/60s"
-    account.save()
-    slots_ensure([account])
-    slots_spread(account, 10)
-    assert set(RateSlot.objects.values_list("last_used", flat=True)) == {0.0}, \
-        "ten free slots, ten calls: all go at once"
-
-    listing = limiter_for(account).acquire()  # the listing's call
-    slots_spread(account, 100)
-    interval = slot_interval(account.budget)
-    # Slot dates and the listing's are both on the slot clock, whichever it is on this database.
-    frees = sorted(last_used + interval for last_used in RateSlot.objects.values_list("last_used", flat=True))
-    steps = [later - earlier for earlier, later in zip([listing.taken_at, *frees[:-1]], frees, strict=True)]
-    assert all(abs(step - interval / 10) < 1e-6 for step in steps), "one call every window / 10 after the listing"
-    assert abs(frees[-1] - (listing.taken_at + interval)) < 1e-6, \
-        "and the listing's slot, whose chain ends last, is not delayed"
 
 
 def test_a_drain_stopped_while_its_claim_waits_for_the_budget_sends_nothing_and_puts_the_claim_back(
