@@ -6,7 +6,7 @@ however long a call takes.
 
 One thread per process beats for every run the process works on, in a
 few statements every third of a lease however many runs that is. It keeps
-its connection between beats: taking one from the pool, it queued behind
+its connection while it has runs, so a beat never queues for one behind
 the drains' steps. A thread per
 run was 30 % of a worker's time with a thousand accounts synced at the
 real budget (py-spy, fleet-real: 125 runs a worker, 100 beats a second
