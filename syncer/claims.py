@@ -57,10 +57,11 @@ def _claim(cursor, claim: list, run_id: int, condition: str, params: list, limit
 
 
 def claims_release(attempts: list[SyncAttempt]) -> int:
-    """Put claimed attempts that were never sent back in the queue (a worker stopping); how many went back."""
-    released = 0
-    for attempt in attempts:  # each claim is its own compare-and-set: one taken over since stays with its taker
-        released += SyncAttempt.objects.filter(
-            pk=attempt.pk, status=AttemptStatus.RUNNING, claimed_by=attempt.claimed_by,
-        ).update(status=AttemptStatus.PENDING, claimed_by="", lease_expires_at=None, started_at=None)
-    return released
+    """Put claimed attempts that were never sent back in the queue (a worker stopping); how many went back.
+
+    A compare-and-set on each claim's token: an attempt taken over since stays with its taker.
+    """
+    return SyncAttempt.objects.filter(
+        pk__in=[attempt.pk for attempt in attempts], status=AttemptStatus.RUNNING,
+        claimed_by__in={attempt.claimed_by for attempt in attempts},
+    ).update(status=AttemptStatus.PENDING, claimed_by="", lease_expires_at=None, started_at=None)

@@ -150,28 +150,26 @@ class DatabaseLimiter:
             return self._acquire(stop)
 
     def _acquire(self, stop: threading.Event | None) -> Permit:
-        while True:
-            got = patiently(self._slot_try)
-            if isinstance(got, float):
+        while isinstance(got := patiently(self._slot_try), float):
+            if got > 0:
                 _sleep(got, stop)
-            elif got is not None:
-                return got
+        return got
 
-    def _slot_try(self) -> Permit | float | None:
-        """Take the oldest slot if it is free: its permit, else how long to wait for it (None: look again now)."""
+    def _slot_try(self) -> Permit | float:
+        """Take the oldest slot if it is free: its permit, else the seconds to wait before looking again."""
         slot = self._oldest_slot()
         if slot is None:  # slots never ensured ("Test connection" before a first run), or no budget now
-            return None if client_slots_ensure(self.api_client_id) else NoLimit().acquire()
+            return 0.0 if client_slots_ensure(self.api_client_id) else NoLimit().acquire()
         slot_id, last_used, calls, window_seconds, now = slot
         interval = slot_interval(RateBudget(calls=calls, window_seconds=window_seconds))
         if last_used > now:
             self._count_as_just_used()
-            return None
+            return 0.0
         wait = max(last_used + interval - now, self.window.wait(calls, interval))
         if wait > 0:
             return float(wait)
         taken_at = self._take(slot_id, last_used)
-        return SlotPermit(self, slot_id, taken_at, self.window.note(calls)) if taken_at is not None else None
+        return SlotPermit(self, slot_id, taken_at, self.window.note(calls)) if taken_at is not None else 0.0
 
     def learn(self, signal: BudgetSignal) -> None:
         """Pace to what the platform says it allows: its limit when it tells, one call less per throttle else."""
@@ -274,7 +272,6 @@ class DatabaseLimiter:
 # The calls a window may hold: the configured budget, or the smaller one the platform said it allows.
 _PACING = ("(CASE WHEN c.learned_calls > 0 AND c.learned_calls < c.configured_calls THEN c.learned_calls "
            "ELSE c.configured_calls END)")
-_MOVE = "UPDATE {slots} SET last_used = %s WHERE id = %s AND last_used = %s"  # new date, id, the date it was read
 
 
 def _clock_after_lock():
@@ -286,7 +283,8 @@ def _clock_after_lock():
 
 def _move(slot_id: int, last_used: float, new_date: float) -> bool:
     with connection.cursor() as cursor:
-        cursor.execute(_MOVE.format(slots=_slots()), [new_date, slot_id, last_used])
+        cursor.execute(f"UPDATE {_slots()} SET last_used = %s WHERE id = %s AND last_used = %s",
+                       [new_date, slot_id, last_used])
         return cursor.rowcount == 1
 
 
