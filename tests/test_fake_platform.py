@@ -21,6 +21,7 @@ from syncer.fake_platform import (
     FakePlatformConfig,
     parse_rate_limit,
 )
+from syncer.fake_platform.server import _reuse_gap
 from tests.waiting import wait_until
 
 EMAIL, PASSWORD = "demo@adplatform.test", "demo-password"
@@ -520,6 +521,20 @@ def test_max_calls_in_any_window_is_the_budget_ground_truth(make_platform):
     platform.update(rate_limit="100/2s")
     assert platform.stats["max_calls_in_any_window"] == {"acct": 4}
     assert platform.stats["api_calls_by_client"] == {"acct": 6}
+
+
+def test_the_stats_say_when_each_client_first_called_and_how_soon_its_slots_were_used_again(make_platform):
+    platform = make_platform(rate_limit="100/60s")
+    session = api(platform, "acct")
+    before = time.monotonic()
+    for _ in range(3):
+        list_page(session, platform)
+    stats = platform.stats
+    assert before <= stats["first_call_by_client"]["acct"] <= time.monotonic()
+    assert stats["reuse_gap_by_client"] == {"acct": None}  # 3 calls: no slot of 100 was used twice
+    assert stats["first_window_by_client"] == {}  # nor were a window's 100 calls made
+    # three calls a window: each call to the third after it, at the median
+    assert _reuse_gap([0.0, 1.0, 2.0, 60.5, 61.0, 63.0], 3) == 60.5
 
 
 @pytest.mark.parametrize("text, expected", [("10/60s", (10, 60.0)), ("10/6s", (10, 6.0)), ("10/2.5s", (10, 2.5)),

@@ -113,7 +113,11 @@ Stats (``platform.stats``; JSON at GET /_fake/stats) keys: requests
 rate_limited_by_client (every over-budget answer: a 429 or a metered
 throttle), throttled, throttled_by_client (metered throttles), calls_while_down, api_calls_by_client,
 max_calls_in_any_window {client: n} (over window_seconds: the rate-limit W, or
-60 s without a limit), window_seconds, synced_ids {id: n}, synced_total, hung,
+60 s without a limit), first_call_by_client {client: its first admitted call, on
+the fake's monotonic clock}, and with a limit of N calls first_window_by_client
+{client: seconds from its first call to its Nth} and reuse_gap_by_client
+{client: the median seconds from a call to the Nth after it, or None},
+window_seconds, synced_ids {id: n}, synced_total, hung,
 resets, server_errors, bad_rows_served, bad_fields_served, sync_in_flight, concurrent_max,
 tokens_issued, tokens_revoked, deleted_ids, oversized_bytes_sent.
 Control: GET /_fake/stats, GET|POST /_fake/config (JSON knobs; extra key

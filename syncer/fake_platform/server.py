@@ -45,6 +45,13 @@ def _max_in_window(times, window):
     return best
 
 
+def _reuse_gap(times, calls):
+    """The median time from a call to the `calls`-th after it: how long a client's rate slot went unused, at the
+    median (the window itself for a client that paces perfectly); None with too few calls to tell."""
+    gaps = sorted(times[i + calls] - times[i] for i in range(len(times) - calls))
+    return gaps[len(gaps) // 2] if gaps else None
+
+
 class FakePlatform(Gate, Tokens, Catalog, Controls, ReferenceHandlers, MeteredHandlers):
     """The fake platform server, speaking the dialect its config names. Thread-safe control from any thread."""
 
@@ -160,6 +167,11 @@ class FakePlatform(Gate, Tokens, Catalog, Controls, ReferenceHandlers, MeteredHa
                 calls_while_down=self._calls_while_down,
                 api_calls_by_client={c: len(t) for c, t in self._history.items()},
                 max_calls_in_any_window={c: _max_in_window(t, window) for c, t in self._history.items()},
+                first_call_by_client={c: t[0] for c, t in self._history.items() if t},  # monotonic, this process
+                reuse_gap_by_client={c: _reuse_gap(t, self._limit[0]) for c, t in self._history.items()}
+                if self._limit else {},
+                first_window_by_client={c: t[self._limit[0] - 1] - t[0] for c, t in self._history.items()
+                                        if len(t) >= self._limit[0]} if self._limit else {},
                 window_seconds=window, synced_ids=dict(self._synced), synced_total=sum(self._synced.values()),
                 hung=self._hung, resets=self._resets, server_errors=self._server_errors,
                 bad_rows_served=self._bad_rows, bad_fields_served=self._bad_fields, sync_in_flight=self._sync_in_flight,

@@ -236,7 +236,7 @@ def run_fleet(ctx: Context, name: str, *, accounts: int, campaigns: int, rate_li
         runs, stats = db.runs(seeded), fake.stats()
         db.attempts_save(logdir / "attempts.csv", seeded)
         finished = sum(1 for r in runs if r["status"] in TERMINAL)
-        notes = [f"{finished}/{len(runs)} runs finished", *_fleet_timeline(runs),
+        notes = [f"{finished}/{len(runs)} runs finished", *_fleet_timeline(runs), *_platform_timeline(stats),
                  f"enqueue took {enqueue_seconds:.1f} s", f"{clusters} qcluster x {q_workers(env)} workers"]
         if postgres:
             notes.append(f"PostgreSQL {db.version}, at most {most_connections} connections to it "
@@ -280,6 +280,31 @@ def _fleet_timeline(runs: list[dict]) -> list[str]:
                  if r["finished_at"] and r["prepared_at"])
     if ran:
         notes.append(f"listing stored -> run ended: median {ran[len(ran) // 2]:.1f} s, most {ran[-1]:.1f} s")
+    return notes
+
+
+def _platform_timeline(stats: dict) -> list[str]:
+    """What the platform saw of each account: its first call (the listing), its first window, its slots' reuse.
+
+    A slot's calls chain: each goes a window (and what the pacing adds)
+    after the last. An account's last call is ten reuses after its listing
+    call, or nine after its first window's last call when that window took
+    longer than a window, whichever is later.
+    """
+    firsts = sorted(stats.get("first_call_by_client", {}).values())
+    first_windows = sorted(stats.get("first_window_by_client", {}).values())
+    gaps = sorted(gap for gap in stats.get("reuse_gap_by_client", {}).values() if gap is not None)
+    notes = []
+    if firsts:
+        after = [moment - firsts[0] for moment in firsts]
+        notes.append(f"listing calls at the platform: median {after[len(after) // 2]:.1f} s, "
+                     f"last {after[-1]:.1f} s after the first")
+    if first_windows:
+        notes.append(f"listing call to the first window's last call: median "
+                     f"{first_windows[len(first_windows) // 2]:.1f} s, most {first_windows[-1]:.1f} s")
+    if gaps:
+        notes.append(f"a slot used again after: median {gaps[len(gaps) // 2]:.2f} s, most {gaps[-1]:.2f} s "
+                     f"(window {stats.get('window_seconds', 0):g} s)")
     return notes
 
 
