@@ -66,7 +66,7 @@ def api(platform, client_id=None):
     return session
 
 
-def sync(session, platform, campaign_id, **kwargs):
+def sync_call(session, platform, campaign_id, **kwargs):
     kwargs.setdefault("timeout", 5)
     return session.post(f"{platform.url}/api/campaigns/{campaign_id}/sync", json={"campaign_id": campaign_id},
                         **kwargs)
@@ -222,7 +222,7 @@ def test_has_more_lies_keeps_true_past_total_with_phantom_items(make_platform):
     assert [r["id"] for r in last["data"]][-5:] == [f"campaign_{i}" for i in range(26, 31)]
     past = list_page(session, platform, page=4).json()
     assert past["pagination"]["has_more"] is True and len(past["data"]) == 10
-    assert sync(session, platform, "campaign_26").status_code == 404  # phantoms are not real
+    assert sync_call(session, platform, "campaign_26").status_code == 404  # phantoms are not real
 
 
 def test_total_drift_changes_total_from_page_2(make_platform):
@@ -245,7 +245,8 @@ def test_duplicate_across_pages_shifts_pages_and_total_without_losing_any(make_p
     assert {platform_id for page in pages for platform_id in page} == {f"campaign_{i}" for i in range(1, 31)}
     again = list_page(session, platform, page=1).json()["data"]
     assert again[0]["id"] == "campaign_31", "the inserted campaign is real: a later listing finds it at the front"
-    assert sync(session, platform, "campaign_31").status_code == 200 and platform.campaign_ids()[-1] == "campaign_31"
+    assert sync_call(session, platform, "campaign_31").status_code == 200
+    assert platform.campaign_ids()[-1] == "campaign_31"
 
 
 def test_overlap_pages_repeat_the_last_row_and_keep_total_so_the_tail_lies_past_page_times_limit(make_platform):
@@ -267,11 +268,11 @@ def test_delete_between_pages_deletes_a_listed_campaign_and_skips_one_on_the_nex
     seen = [r["id"] for body in bodies for r in body["data"]]
     assert "campaign_1" in seen and "campaign_11" not in seen, "page 2 starts one row later: campaign_11 skipped"
     assert bodies[1]["pagination"]["total"] == 29 and bodies[2]["pagination"]["has_more"] is False
-    assert platform.deleted_ids() == ["campaign_1"] and sync(session, platform, "campaign_1").status_code == 404
+    assert platform.deleted_ids() == ["campaign_1"] and sync_call(session, platform, "campaign_1").status_code == 404
     again = [r["id"] for p in (1, 2, 3) for r in list_page(session, platform, page=p).json()["data"]]
     assert again == [f"campaign_{i}" for i in range(2, 31)], "a second listing sees every live campaign once"
     platform.update(delete_between_pages=0)
-    assert sync(session, platform, "campaign_1").status_code == 200, "changing the knob brings it back"
+    assert sync_call(session, platform, "campaign_1").status_code == 200, "changing the knob brings it back"
 
 
 def test_bad_fields_are_served_in_rows_with_a_good_id(make_platform):
@@ -366,7 +367,7 @@ def test_bad_rows_are_extra_items_in_total_and_every_real_campaign_is_still_list
     assert any(len(i) > 255 for i in str_ids) and any("\x00" in i for i in str_ids), "long and NUL ids"
     assert any("\ud800" in i for i in str_ids), "an id holding a lone surrogate"
     printable = [i for i in str_ids if i.isprintable() and len(i) < 100]
-    assert printable and sync(session, platform, printable[0]).status_code == 404
+    assert printable and sync_call(session, platform, printable[0]).status_code == 404
     assert len(BAD_ROW_KINDS) == 11
 
 
@@ -382,7 +383,7 @@ def test_hostile_values_are_served_on_real_campaigns(make_platform):
     assert any(len(n) > 10_000 for n in names)
     assert any(isinstance(r["budget"], str) for r in rows.values())
     assert any(isinstance(r["impressions"], int) and r["impressions"] > 2**53 for r in rows.values())
-    assert sync(session, platform, "campaign_5").status_code == 200
+    assert sync_call(session, platform, "campaign_5").status_code == 200
 
 
 # ------------------------------------------------------------------ sync
@@ -391,7 +392,7 @@ def test_sync_answers_success_after_latency(make_platform):
     platform = make_platform(sync_latency=0.3)
     session = api(platform)
     started = time.monotonic()
-    response = sync(session, platform, "campaign_7")
+    response = sync_call(session, platform, "campaign_7")
     assert time.monotonic() - started >= 0.3
     body = response.json()
     assert response.status_code == 200
@@ -403,7 +404,7 @@ def test_sync_answers_success_after_latency(make_platform):
 @pytest.mark.parametrize("campaign_id", ["campaign_101", "campaign_0", "nope", "campaign_01"])
 def test_sync_of_unknown_campaign_is_404(make_platform, campaign_id):
     platform = make_platform(campaigns=100)
-    assert sync(api(platform), platform, campaign_id).status_code == 404
+    assert sync_call(api(platform), platform, campaign_id).status_code == 404
 
 
 @pytest.mark.parametrize("body", [None, {}, {"campaign_id": "campaign_2"}, ["campaign_1"], "garbage"])
@@ -423,9 +424,9 @@ def test_not_found_rate_deletes_the_same_campaigns_every_time(make_platform):
     session = api(platform)
     listed = [r["id"] for r in list_page(session, platform, limit=100).json()["data"]]
     assert set(deleted) <= set(listed)
-    assert sync(session, platform, deleted[0]).status_code == 404
+    assert sync_call(session, platform, deleted[0]).status_code == 404
     alive = next(i for i in platform.campaign_ids() if i not in deleted)
-    assert sync(session, platform, alive).status_code == 200
+    assert sync_call(session, platform, alive).status_code == 200
 
 
 def test_100_parallel_syncs_overlap_instead_of_queueing(make_platform):
@@ -556,7 +557,7 @@ def test_parse_rate_limit_rejects_bad_text_with_clear_message(text):
 def test_fail_rates_answer_503(make_platform, knob, path):
     platform = make_platform(**{knob: 1.0})
     session = api(platform)
-    response = list_page(session, platform) if path == "list" else sync(session, platform, "campaign_1")
+    response = list_page(session, platform) if path == "list" else sync_call(session, platform, "campaign_1")
     assert response.status_code == 503
     assert response.json()["error"] == "Service temporarily unavailable"
 
@@ -611,7 +612,7 @@ def test_server_error_has_stack_trace_and_secret_in_body(make_platform):
 def test_html_error_answers_an_html_page(make_platform):
     platform = make_platform(html_error_rate=1.0)
     session = api(platform)
-    responses = [sync(session, platform, "campaign_1") for _ in range(12)]
+    responses = [sync_call(session, platform, "campaign_1") for _ in range(12)]
     assert {r.status_code for r in responses} <= {200, 502} and len({r.status_code for r in responses}) == 2
     assert all("<html>" in r.text and "text/html" in r.headers["Content-Type"] for r in responses)
 
@@ -637,7 +638,8 @@ def test_down_mode_503_answers_every_endpoint_with_503(make_platform):
     platform.update(down=True)
     assert requests.get(f"{platform.url}/health", timeout=5).status_code == 503
     assert requests.post(f"{platform.url}/auth/token", auth=(EMAIL, PASSWORD), timeout=5).status_code == 503
-    assert list_page(session, platform).status_code == 503 and sync(session, platform, "campaign_1").status_code == 503
+    assert list_page(session, platform).status_code == 503
+    assert sync_call(session, platform, "campaign_1").status_code == 503
     assert platform.stats["calls_while_down"] == 4
 
 
@@ -743,4 +745,4 @@ def test_demo_preset_keeps_every_good_campaign_syncable(make_platform):
     ids = [r["id"] for r in rows if is_real(r)]
     assert ids == [f"campaign_{i}" for i in range(1, 101)] and platform.deleted_ids() == []
     assert total > 100  # the demo serves a few bad rows
-    assert {sync(session, platform, i).status_code for i in ids} == {200}
+    assert {sync_call(session, platform, i).status_code for i in ids} == {200}

@@ -50,7 +50,7 @@ def list_page(session, platform, limit=None, after=None, **kwargs):
     return session.get(f"{platform.url}/v2/campaigns", params=params, **kwargs)
 
 
-def sync(session, platform, campaign_id, **kwargs):
+def sync_call(session, platform, campaign_id, **kwargs):
     kwargs.setdefault("timeout", 5)
     return session.post(f"{platform.url}/v2/campaigns/{campaign_id}/sync", **kwargs)
 
@@ -204,7 +204,7 @@ def test_deleted_campaigns_are_listed_as_deleted_and_their_sync_is_404(make_mete
     rows = all_rows(session, platform, limit=50)
     deleted = [row["id"] for row in rows if row["effective_status"] == "DELETED"]
     assert deleted and deleted == platform.deleted_ids()
-    response = sync(session, platform, deleted[0])
+    response = sync_call(session, platform, deleted[0])
     assert response.status_code == 404
     assert error_of(response)["code"] == 100 and error_of(response)["is_transient"] is False
     assert platform.stats["synced_ids"] == {}
@@ -259,8 +259,8 @@ def test_every_v2_answer_carries_usage_headers_with_consistent_arithmetic(make_m
     platform = make_metered(rate_limit="6/30s")  # nothing leaves a 30 s window during the test
     session = api(platform)
     started = time.monotonic()
-    answers = [list_page(session, platform), sync(session, platform, platform.campaign_ids()[0]),
-               sync(session, platform, "1"), requests.get(f"{platform.url}/v2/campaigns", timeout=5),
+    answers = [list_page(session, platform), sync_call(session, platform, platform.campaign_ids()[0]),
+               sync_call(session, platform, "1"), requests.get(f"{platform.url}/v2/campaigns", timeout=5),
                session.get(f"{platform.url}/v2/nothing", timeout=5)]
     assert [answer.status_code for answer in answers] == [200, 200, 404, 401, 404]
     for used, answer in enumerate(answers, start=1):
@@ -274,8 +274,8 @@ def test_over_the_budget_the_answer_is_http_200_with_code_40100_and_the_wait_in_
     platform = make_metered(rate_limit="2/30s")
     session = api(platform, client_id="acct-1")
     campaign = platform.campaign_ids()[0]
-    assert [sync(session, platform, campaign).status_code for _ in range(2)] == [200, 200]
-    throttled = sync(session, platform, campaign)
+    assert [sync_call(session, platform, campaign).status_code for _ in range(2)] == [200, 200]
+    throttled = sync_call(session, platform, campaign)
     assert throttled.status_code == 200 and throttled.json() == {"code": 40100, "message": "Too many requests"}
     assert "Retry-After" not in throttled.headers
     limit, remaining, reset, percent = usage(throttled)
@@ -344,7 +344,8 @@ def test_one_server_serves_one_dialect(make_metered):
 def test_faults_answer_in_the_metered_error_shape(make_metered, knobs, path, status, code, transient):
     platform = make_metered(rate_limit="100/30s", **knobs)
     session = api(platform)
-    response = list_page(session, platform) if path == "list" else sync(session, platform, platform.campaign_ids()[0])
+    campaign = platform.campaign_ids()[0]
+    response = list_page(session, platform) if path == "list" else sync_call(session, platform, campaign)
     assert response.status_code == status
     assert set(error_of(response)) >= {"code", "message", "is_transient"}
     assert (error_of(response)["code"], error_of(response)["is_transient"]) == (code, transient)
@@ -364,7 +365,7 @@ def test_html_hang_and_reset_faults_on_v2(make_metered):
         list_page(api(platform), platform, timeout=0.3)
     platform = make_metered(reset_rate=1.0)
     with pytest.raises(requests.ConnectionError):
-        sync(api(platform), platform, platform.campaign_ids()[0])
+        sync_call(api(platform), platform, platform.campaign_ids()[0])
     assert platform.stats["resets"] == 1
 
 
@@ -377,7 +378,7 @@ def test_down_mode_503_answers_every_endpoint_in_the_metered_shape(make_metered)
     platform = make_metered(down_mode="503")
     session = api(platform)
     platform.update(down=True)
-    answers = [token_call(platform), list_page(session, platform), sync(session, platform, "1")]
+    answers = [token_call(platform), list_page(session, platform), sync_call(session, platform, "1")]
     assert [answer.status_code for answer in answers] == [503] * 3
     assert all(error_of(answer)["is_transient"] is True for answer in answers)
     assert platform.stats["calls_while_down"] == 3
@@ -404,11 +405,11 @@ def test_a_sync_takes_its_latency_and_only_completed_syncs_count(make_metered):
     session = api(platform)
     campaign = platform.campaign_ids()[1]
     started = time.monotonic()
-    response = sync(session, platform, campaign)
+    response = sync_call(session, platform, campaign)
     assert time.monotonic() - started >= 0.3
     assert response.json()["ok"] is True and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0000",
                                                             response.json()["synced_time"])
-    assert sync(session, platform, "campaign_2").status_code == 404  # a reference id is no metered id
+    assert sync_call(session, platform, "campaign_2").status_code == 404  # a reference id is no metered id
     stats = platform.stats
     assert stats["synced_ids"] == {campaign: 1} and stats["requests"] == {"token": 1, "sync": 2}
 

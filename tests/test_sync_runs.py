@@ -20,8 +20,8 @@ from campaigns.models import (
 )
 from syncer.fake_platform.data import base_campaign, hostile_row
 from syncer.services import run_cancel, run_execute, run_retry_failed, sync_run_start
-from tests import invariants
 from tests.conftest import FAKE_PASSWORD
+from tests.invariants import assert_run_invariants
 from tests.runs import Background, sync
 from tests.waiting import wait_until
 
@@ -32,14 +32,10 @@ def attempt_ids(run: SyncRun, **filters) -> set[str]:
     return set(run.attempts.filter(**filters).values_list("platform_id", flat=True))
 
 
-def assert_run_invariants(run: SyncRun) -> None:
-    invariants.assert_run_invariants(run, secrets=[FAKE_PASSWORD], log_text="")
-
-
 def test_all_100_campaigns_sync_with_every_invariant_held(fake_platform, account):
     run = sync(account)
     assert run.status == RunStatus.SUCCEEDED, run.error_message
-    assert_run_invariants(run)
+    assert_run_invariants(run, secrets=[FAKE_PASSWORD], log_text="")
     ids = set(fake_platform.campaign_ids())
     assert attempt_ids(run, status=AttemptStatus.SUCCEEDED) == ids and len(ids) == 100
     assert (run.campaigns_listed, run.campaigns_synced, run.campaigns_failed) == (100, 100, 0)
@@ -58,7 +54,7 @@ def test_a_second_run_creates_no_duplicate_rows_and_keeps_first_seen_at(fake_pla
     impressions = dict(Campaign.objects.filter(account=account).values_list("platform_id", "impressions"))
     second = sync(account)
     assert first.status == second.status == RunStatus.SUCCEEDED
-    assert_run_invariants(second)
+    assert_run_invariants(second, secrets=[FAKE_PASSWORD], log_text="")
     campaigns = Campaign.objects.filter(account=account)
     assert campaigns.count() == 100
     assert dict(campaigns.values_list("platform_id", "first_seen_at")) == seen
@@ -74,7 +70,7 @@ def test_rows_without_a_usable_id_are_bad_response_and_every_row_with_one_is_sto
     bad_rows_served = fake_platform.stats["bad_rows_served"]
     assert bad_rows_served > 5
     assert run.status == RunStatus.PARTIAL
-    assert_run_invariants(run)
+    assert_run_invariants(run, secrets=[FAKE_PASSWORD], log_text="")
     # Bad rows with a string id (bad_<i>_<kind>) have an id to store them under: stored with warnings and
     # synced, which the platform answers 404 (their ids are not real). Only rows without one are bad_response.
     with_id = Campaign.objects.filter(account=account, platform_id__startswith="bad_")
@@ -96,7 +92,7 @@ def test_a_campaign_listed_twice_across_pages_is_synced_once(fake_platform, acco
     fast_sync["PAGE_SIZE"] = 10
     fake_platform.update(duplicate_across_pages=True)
     run = sync(account)
-    assert_run_invariants(run)
+    assert_run_invariants(run, secrets=[FAKE_PASSWORD], log_text="")
     # A campaign inserted at the front after page 1 read: the first pass (11 pages, campaign_10 twice) sees
     # 100 of the 101 its total says, and a second pass finds the newcomer.
     assert run.campaigns_listed == 101 and fake_platform.campaign_ids()[-1] == "campaign_101"
@@ -118,7 +114,7 @@ def test_hostile_values_are_stored_as_data(fake_platform, account):
     fake_platform.update(campaigns=45, hostile_values=True)
     run = sync(account)
     assert run.status == RunStatus.SUCCEEDED, run.error_message
-    assert_run_invariants(run)
+    assert_run_invariants(run, secrets=[FAKE_PASSWORD], log_text="")
     stored = {c.platform_id: c for c in Campaign.objects.filter(account=account)}
     assert len(stored) == 45
     seed = fake_platform.config.seed
@@ -193,7 +189,7 @@ def test_retry_failed_re_drives_exactly_the_failed_campaigns(fake_platform, acco
     retry = run_execute(run_id=retry.pk)
     assert retry.retry_of_id == first.pk
     assert retry.status == RunStatus.SUCCEEDED, retry.error_message
-    assert_run_invariants(retry)
+    assert_run_invariants(retry, secrets=[FAKE_PASSWORD], log_text="")
     assert attempt_ids(retry) == failed
     assert set(fake_platform.stats["synced_ids"]) == failed  # nothing else was synced again
 
@@ -204,7 +200,7 @@ def test_one_campaigns_failure_never_stops_the_others(fake_platform, account):
     deleted = set(fake_platform.deleted_ids())
     assert deleted
     assert run.status == RunStatus.PARTIAL
-    assert_run_invariants(run)
+    assert_run_invariants(run, secrets=[FAKE_PASSWORD], log_text="")
     assert attempt_ids(run, status=AttemptStatus.FAILED) == deleted
     assert attempt_ids(run, status=AttemptStatus.SUCCEEDED) == set(fake_platform.campaign_ids())
     assert set(run.attempts.filter(status=AttemptStatus.FAILED).values_list("http_status", flat=True)) == {404}
@@ -233,7 +229,7 @@ def test_cancel_from_another_thread_stops_the_run(fake_platform, account):
     assert not worker.is_alive()
     run = SyncRun.objects.get(pk=run.pk)
     assert run.status == RunStatus.CANCELLED and "cancelled by test" in run.error_message
-    assert_run_invariants(run)
+    assert_run_invariants(run, secrets=[FAKE_PASSWORD], log_text="")
     assert run.attempts.filter(status=AttemptStatus.CANCELLED).count() > 50
     synced = run.attempts.filter(status=AttemptStatus.SUCCEEDED).count()
     assert fake_platform.stats["synced_total"] == synced < 100  # no call started after the cancel
@@ -256,7 +252,7 @@ def test_a_fatal_auth_failure_mid_run_fails_the_run_with_every_attempt_terminal(
     run = start_then_rotate_password(fake_platform, account)
     assert run.status == RunStatus.FAILED
     assert "credentials" in run.error_message and "rotated-elsewhere" not in run.error_message
-    assert_run_invariants(run)
+    assert_run_invariants(run, secrets=[FAKE_PASSWORD], log_text="")
     assert run.campaigns_synced + run.campaigns_failed == run.campaigns_listed == 100
     assert 4 <= run.campaigns_synced < 100
     assert run.attempts.filter(status=AttemptStatus.FAILED, error_category=ErrorCategory.AUTH).exists()
