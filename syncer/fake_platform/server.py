@@ -6,6 +6,7 @@ import asyncio
 import random
 import signal
 import socket
+import statistics
 import struct
 import threading
 import time
@@ -48,8 +49,19 @@ def _max_in_window(times, window):
 def _reuse_gap(times, calls):
     """The median time from a call to the `calls`-th after it: how long a client's rate slot went unused, at the
     median (the window itself for a client that paces perfectly); None with too few calls to tell."""
-    gaps = sorted(times[i + calls] - times[i] for i in range(len(times) - calls))
-    return gaps[len(gaps) // 2] if gaps else None
+    gaps = [times[i + calls] - times[i] for i in range(len(times) - calls)]
+    return statistics.median_low(gaps) if gaps else None
+
+
+def _pacing_by_client(history, limit):
+    """Per client: its first admitted call, and under a limit of N calls its first window (first call to Nth)
+    and its slots' median reuse gap."""
+    first_call = {c: t[0] for c, t in history.items() if t}  # monotonic, this process
+    if not limit:
+        return first_call, {}, {}
+    calls = limit[0]
+    first_window = {c: t[calls - 1] - t[0] for c, t in history.items() if len(t) >= calls}
+    return first_call, first_window, {c: _reuse_gap(t, calls) for c, t in history.items()}
 
 
 class FakePlatform(Gate, Tokens, Catalog, Controls, ReferenceHandlers, MeteredHandlers):
@@ -160,6 +172,7 @@ class FakePlatform(Gate, Tokens, Catalog, Controls, ReferenceHandlers, MeteredHa
     def stats(self):
         with self._lock:
             window = self._limit[1] if self._limit else 60.0
+            first_call, first_window, reuse_gap = _pacing_by_client(self._history, self._limit)
             return StatsSnapshot(
                 requests=dict(self._requests), responses=dict(self._responses),
                 rate_limited=self._rate_limited, rate_limited_by_client=dict(self._rl_by_client),
@@ -167,11 +180,7 @@ class FakePlatform(Gate, Tokens, Catalog, Controls, ReferenceHandlers, MeteredHa
                 calls_while_down=self._calls_while_down,
                 api_calls_by_client={c: len(t) for c, t in self._history.items()},
                 max_calls_in_any_window={c: _max_in_window(t, window) for c, t in self._history.items()},
-                first_call_by_client={c: t[0] for c, t in self._history.items() if t},  # monotonic, this process
-                reuse_gap_by_client={c: _reuse_gap(t, self._limit[0]) for c, t in self._history.items()}
-                if self._limit else {},
-                first_window_by_client={c: t[self._limit[0] - 1] - t[0] for c, t in self._history.items()
-                                        if len(t) >= self._limit[0]} if self._limit else {},
+                first_call_by_client=first_call, first_window_by_client=first_window, reuse_gap_by_client=reuse_gap,
                 window_seconds=window, synced_ids=dict(self._synced), synced_total=sum(self._synced.values()),
                 hung=self._hung, resets=self._resets, server_errors=self._server_errors,
                 bad_rows_served=self._bad_rows, bad_fields_served=self._bad_fields, sync_in_flight=self._sync_in_flight,
