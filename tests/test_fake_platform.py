@@ -746,3 +746,28 @@ def test_demo_preset_keeps_every_good_campaign_syncable(make_platform):
     assert ids == [f"campaign_{i}" for i in range(1, 101)] and platform.deleted_ids() == []
     assert total > 100  # the demo serves a few bad rows
     assert {sync_call(session, platform, i).status_code for i in ids} == {200}
+
+
+def test_statuses_come_as_a_mix_in_id_order_and_a_status_changes_while_the_platform_runs(make_platform):
+    platform = make_platform(campaigns=12, statuses="active:3,paused:5")
+    rows, _ = all_rows(api(platform), platform)
+    statuses = [row["status"] for row in rows]
+    assert statuses[:8] == ["active"] * 3 + ["paused"] * 5
+    assert set(statuses[8:]) <= {"active", "paused", "completed"}  # the rest: the seed's draw
+    platform.update(status_changes="2=paused,9=completed")  # a person pauses one and ends another
+    changed = {row["id"]: row["status"] for row in all_rows(api(platform), platform)[0]}
+    assert changed["campaign_2"] == "paused" and changed["campaign_9"] == "completed"
+    assert changed["campaign_1"] == "active"
+    response = requests.post(f"{platform.url}/_fake/config", json={"status_changes": "2=active"}, timeout=5)
+    assert response.status_code == 200, response.text
+    assert {row["id"]: row["status"] for row in all_rows(api(platform), platform)[0]}["campaign_2"] == "active"
+
+
+@pytest.mark.parametrize(("knobs", "message"), [
+    ({"statuses": "active:ten"}, "is not status:count"),
+    ({"statuses": "running:10"}, "unknown status 'running'"),
+    ({"status_changes": "seven=paused"}, "is not number=status"),
+])
+def test_a_bad_status_knob_is_refused_saying_what_it_expects(knobs, message):
+    with pytest.raises(ValueError, match=message):
+        FakePlatformConfig(**knobs)

@@ -422,3 +422,9 @@ def test_management_command_has_a_dialect_flag():
     assert build_config(vars(parser.parse_args([]))).dialect == "reference"
     with pytest.raises(ValueError, match="dialect must be one of"):
         FakePlatformConfig(dialect="graphql")
+
+
+def test_the_status_mix_and_changes_show_in_the_metered_shape(make_metered):
+    platform = make_metered(campaigns=6, statuses="active:2,paused:2,completed:2", status_changes="1=paused")
+    statuses = [row["effective_status"] for row in all_rows(api(platform), platform)]
+    assert statuses == ["PAUSED", "ACTIVE", "PAUSED", "PAUSED", "ARCHIVED", "ARCHIVED"]

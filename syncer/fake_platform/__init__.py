@@ -6,7 +6,7 @@ foreground (``manage.py run_fake_platform``). Knobs: ``FakePlatformConfig`` in
 ``config.py``, all faults off by default; the data set in ``data.py``; what
 both dialects share in ``gate.py`` (counting, outages, the budget window, the
 fault draws), ``tokens.py``, ``catalog.py`` (listing, rows, list answers, slow
-syncs) and ``controls.py`` (/health, /_fake/*); the reference dialect's
+syncs), ``statuses.py`` and ``controls.py`` (/health, /_fake/*); the reference dialect's
 endpoints in ``handlers.py``, the metered dialect's in ``metered.py`` (shapes
 in ``metered_rows.py``); state and lifecycle in ``server.py``.
 
@@ -75,6 +75,10 @@ Decisions the contract leaves open
   once; 503 faults are fast too; only a good sync waits ``sync_latency``
   (+/- uniform ``sync_latency_jitter``, never below 0). ``synced_ids`` counts
   only syncs that ran the whole latency and answered 200.
+* Statuses: the seed draws each campaign's (active, paused, completed);
+  ``statuses="active:100,paused:400"`` sets them in id order, and
+  ``status_changes="7=paused"`` changes single campaigns on top, also while
+  running (``statuses.py``). Only the listing says a campaign's status.
 * Deleted campaigns (``not_found_rate``): campaign i is deleted when
   ``Random(f"{seed}:deleted:{i}").random() < not_found_rate``: same ids every
   run and every call; still listed, sync gives 404. See ``deleted_ids()``.

@@ -22,6 +22,7 @@ from syncer.fake_platform.data import (
     with_bad_field,
 )
 from syncer.fake_platform.gate import ANSWER_HEADERS, HTML_PAGE
+from syncer.fake_platform.statuses import status_of
 
 
 class Catalog:
@@ -68,6 +69,7 @@ class Catalog:
         row = dict(base_campaign(cfg.seed, i))
         if kind == "phantom":
             return row
+        row["status"] = status_of(cfg, i, row["status"])
         row["impressions"] += tick * (i % 7 + 1) * 13 + self._rng.randrange(10)
         row["clicks"] += tick * (i % 3) + self._rng.randrange(3)
         row["conversions"] += tick // 4

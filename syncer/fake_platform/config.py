@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 
 from syncer.budget import parse_budget
+from syncer.fake_platform.statuses import parse_status_changes, parse_statuses
 
 RETRY_AFTER_MODES = ("header", "body", "both", "neither")
 MALFORMED_LIST_MODES = ("truncated_json", "data_not_list", "no_pagination", "no_total", "html")
@@ -95,6 +96,10 @@ KNOB_HELP = {
     "down": "an outage: every call except /_fake/* fails the way down_mode says",
     "down_mode": "how the platform fails while down: reset (connection reset) | 503 | hang (never answers)",
     "no_insights_rate": "metered: share of campaigns (fixed by the seed) listed without insights (no data yet)",
+    "statuses": "how many campaigns have each status, in id order, e.g. active:100,paused:400 (the rest: the seed's "
+                "draw of active, paused, completed)",
+    "status_changes": "campaigns whose status changed on the platform, e.g. 7=paused,12=completed (change it while "
+                      "running to pause or archive one)",
 }
 
 
@@ -145,6 +150,8 @@ class FakePlatformConfig:
     down: bool = False
     down_mode: str = "reset"
     no_insights_rate: float = 0.1
+    statuses: str = ""
+    status_changes: str = ""
 
     def __post_init__(self):
         self.validate()
@@ -220,6 +227,13 @@ class FakePlatformConfig:
                      "refuse_tokens", "down", "oversized_chunked"):
             check(isinstance(getattr(self, name), bool), f"{name} must be a bool")
         check(isinstance(self.email, str) and isinstance(self.password, str), "email and password must be strings")
+        check(isinstance(self.statuses, str) and isinstance(self.status_changes, str),
+              "statuses and status_changes must be strings")
+        try:
+            parse_statuses(self.statuses)
+            parse_status_changes(self.status_changes)
+        except ValueError as error:
+            check(False, str(error))
 
     def as_dict(self, hide_password=True):
         data = dataclasses.asdict(self)
