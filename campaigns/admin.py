@@ -1,4 +1,5 @@
-"""The admin, the main UI: accounts (write-only secret), campaigns, and runs and attempts as read-only records.
+"""The admin, the main UI: accounts (write-only secret), and runs and attempts as read-only records; campaigns
+are in campaign_admin.py, alerts in alert_admin.py.
 
 Every action goes through `syncer.services`, enqueues on the task cluster and
 answers with a message linking to the run. Starting, retrying and cancelling
@@ -6,12 +7,8 @@ need the `campaigns.trigger_sync` permission.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
@@ -21,45 +18,15 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django_q.admin import ScheduleAdmin
 from django_q.models import Schedule
 
-from campaigns import alert_admin, selectors  # noqa: F401 (alert_admin registers the alert pages)
+from campaigns import alert_admin, campaign_admin, selectors  # noqa: F401 (they register the alert and campaign pages)
+from campaigns.admin_actions import TriggerSyncMixin
 from campaigns.admin_records import ReadOnlyRecordMixin
 from campaigns.forms import AdAccountForm
-from campaigns.models import AdAccount, Campaign, SyncAttempt, SyncRun, Trigger
-from campaigns.templatetags.sync_display import ago, duration, percentage, short_name, status_badge
-from campaigns.views import TRIGGER_PERMISSION, refusal_message, run_link
+from campaigns.models import AdAccount, SyncAttempt, SyncRun, Trigger
+from campaigns.templatetags.sync_display import duration, percentage, short_name, status_badge
+from campaigns.views import run_link
 from syncer import services
 from syncer.schedules import schedule_clear, schedule_set
-
-
-class TriggerSyncMixin:
-    """Actions declared with `permissions=["trigger_sync"]` are shown to, and run for, holders of it only.
-
-    Django hides such actions from other users but answers a forged POST
-    with a mild "no action selected"; a plain 403 says what happened.
-    """
-
-    def has_trigger_sync_permission(self, request) -> bool:
-        return request.user.has_perm(TRIGGER_PERMISSION)
-
-    def changelist_view(self, request, extra_context=None):
-        if request.method == "POST" and self._posts_trigger_action(request) \
-                and not self.has_trigger_sync_permission(request):
-            raise PermissionDenied("starting, retrying or cancelling syncs needs the trigger_sync permission")
-        return super().changelist_view(request, extra_context)
-
-    def _posts_trigger_action(self, request) -> bool:
-        names = request.POST.getlist("action")
-        try:
-            name = names[int(request.POST.get("index", 0))]
-        except (ValueError, IndexError):
-            return False
-        action = getattr(self, name, None) if name in self.actions else None
-        return "trigger_sync" in getattr(action, "allowed_permissions", ())
-
-    def message_refused(self, request, refused: services.SyncRefused) -> None:
-        level = messages.ERROR if refused.failed_run else messages.WARNING  # a run that failed at once
-        self.message_user(request, refusal_message(refused), level)
-
 
 # --- ad accounts --------------------------------------------------------------------
 
@@ -147,61 +114,6 @@ class SuperuserScheduleAdmin(ScheduleAdmin):
 
 
 # --- campaigns ----------------------------------------------------------------------
-
-@admin.register(Campaign)
-class CampaignAdmin(TriggerSyncMixin, admin.ModelAdmin):
-    list_display = ["display_name", "platform_id", "account", "status", "budget", "last_synced", "last_sync_badge"]
-    list_filter = ["account", "status", "last_sync_status"]
-    search_fields = ["name", "platform_id"]
-    list_select_related = ["account"]
-    show_full_result_count = False
-    actions = ["sync_selected"]
-    readonly_fields = ["account", "platform_id", "name", "status", "budget", "impressions", "clicks", "conversions",
-                       "platform_created_at", "first_seen_at", "updated_at", "last_synced_at", "last_sync_status",
-                       "attempts_link"]
-
-    # Campaigns come from the platform and the next sync would overwrite any edit: view them, never write.
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    @admin.display(description="name", ordering="name")
-    def display_name(self, obj: Campaign) -> str:
-        return short_name(obj.name)
-
-    @admin.display(description="last synced", ordering="last_synced_at")
-    def last_synced(self, obj: Campaign) -> str:
-        return ago(obj.last_synced_at)
-
-    @admin.display(description="last sync", ordering="last_sync_status")
-    def last_sync_badge(self, obj: Campaign) -> str:
-        return status_badge(obj.last_sync_status)
-
-    @admin.display(description="attempts")
-    def attempts_link(self, obj: Campaign) -> str:
-        url = reverse("admin:campaigns_syncattempt_changelist") + f"?campaign__exact={obj.pk}"
-        return format_html('<a href="{}">Every sync attempt of this campaign</a>', url)
-
-    @admin.action(permissions=["trigger_sync"], description="Sync selected campaigns")
-    def sync_selected(self, request, queryset) -> None:
-        """One run per account, limited to the selected campaigns."""
-        by_account: dict[int, list[str]] = defaultdict(list)
-        for account_id, platform_id in queryset.order_by().values_list("account_id", "platform_id"):
-            by_account[account_id].append(platform_id)
-        for account in AdAccount.objects.filter(pk__in=by_account):
-            try:
-                run = services.sync_run_start(account=account, trigger=Trigger.ADMIN,
-                                              triggered_by=request.user.get_username(),
-                                              campaign_ids=by_account[account.pk], enqueue=True)
-            except services.SyncRefused as refused:
-                self.message_refused(request, refused)
-            else:
-                count = len(by_account[account.pk])
-                self.message_user(request, format_html("{} started for {} campaign{} of {}.", run_link(run), count,
-                                                       pluralize(count), account.name), messages.SUCCESS)
-
 
 # --- runs -----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -14,6 +15,7 @@ from django_q.brokers import get_broker
 from django_q.status import Stat
 
 from campaigns.alert_models import Alert
+from campaigns.freshness_selectors import AccountFreshness, accounts_freshness
 from campaigns.models import (
     ACTIVE_RUN_STATUSES,
     AdAccount,
@@ -25,6 +27,7 @@ from campaigns.models import (
     SyncRun,
     SyncStatus,
 )
+from syncer.budget import RateBudget
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class AccountStatus:
     failed_campaigns: int
     run: SyncRun | None  # the active run, else the latest one
     budget_note: str | None = None  # the platform allows less than configured (ApiClient.budget_note)
+    freshness: AccountFreshness | None = None  # its classes against their targets, and what they ask of the budget
     health: CallHealth = field(default_factory=CallHealth)
     now: datetime = field(default_factory=timezone.now)
 
@@ -121,8 +125,9 @@ def account_statuses(*, now: datetime) -> list[AccountStatus]:
     counts = _campaign_counts()
     runs = SyncRun.objects.in_bulk([account.current_run_id for account in accounts if account.current_run_id])
     latencies = run_latencies(run_ids=list(runs))
-    learned = {(client.base_url, client.client_id): client.budget_note
-               for client in ApiClient.objects.filter(learned_calls__gt=0)}
+    clients = {(client.base_url, client.client_id): client for client in ApiClient.objects.all()}
+    freshness = accounts_freshness(accounts, budgets=_budget_shares(accounts, clients),
+                                   page_size=settings.SYNC["PAGE_SIZE"], now=now)
     statuses = []
     for account in accounts:
         run = runs.get(account.current_run_id)
@@ -132,9 +137,27 @@ def account_statuses(*, now: datetime) -> list[AccountStatus]:
             account=account, last_success_at=account.last_success_at,
             campaigns=sum(counts[account.pk].values()), failed_campaigns=counts[account.pk][SyncStatus.FAILED],
             run=run, health=call_health(latencies.get(run.pk, []) if run else []), now=now,
-            budget_note=learned.get(ApiClient.key_of(account)),
+            budget_note=_budget_note(clients.get(ApiClient.key_of(account))), freshness=freshness.get(account.pk),
         ))
     return statuses
+
+
+def _budget_note(client: ApiClient | None) -> str | None:
+    return client.budget_note if client is not None else None
+
+
+def _budget_shares(accounts: list[AdAccount],
+                   clients: dict[tuple[str, str], ApiClient]) -> dict[int, RateBudget | None]:
+    """The budget each account may spend: its client's (learned, when lower), split evenly among the accounts on it."""
+    sharing = Counter(ApiClient.key_of(account) for account in accounts)
+    shares = {}
+    for account in accounts:
+        key = ApiClient.key_of(account)
+        client = clients.get(key)
+        budget = (client.learned_budget or client.configured_budget) if client is not None else account.budget
+        shares[account.pk] = None if budget is None else RateBudget(
+            calls=budget.calls, window_seconds=budget.window_seconds * sharing[key])
+    return shares
 
 
 def _accounts_with_current_run():

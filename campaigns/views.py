@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from campaigns import selectors
 from campaigns.models import AdAccount, SyncRun, Trigger
+from campaigns.templatetags.freshness_display import age_bins, freshness_display
 from campaigns.templatetags.sync_display import (
     ago,
     duration,
@@ -174,7 +175,27 @@ def account_json(status: selectors.AccountStatus) -> dict:
         "campaigns": status.campaigns, "failed_campaigns": status.failed_campaigns,
         "platform": status.account.platform, "budget": status.account.rate_limit, "budget_note": status.budget_note,
         "run": current_run_json(status) if run else None,
+        "freshness": freshness_json(status),
         "display": account_display(status),
+    }
+
+
+def freshness_json(status: selectors.AccountStatus) -> dict | None:
+    """Each class against its target, the age histogram and what the targets ask of the budget."""
+    freshness = status.freshness
+    if freshness is None:
+        return None
+    plan = freshness.plan
+    return {
+        "classes": {klass: {"target_seconds": one.target_seconds, "campaigns": one.campaigns,
+                            "within_target": one.within_target, "share_within_target": one.share,
+                            "oldest_seconds": one.oldest_seconds(status.now)}
+                    for klass, one in freshness.classes.items()},
+        "histogram": [{"label": age_bin["label"], "campaigns": age_bin["count"], "percent": age_bin["percent"]}
+                      for age_bin in age_bins(freshness)],
+        "budget": {"needed_per_minute": plan.needed_per_minute, "budget_per_minute": plan.budget_per_minute,
+                   "load": plan.load, "coverage": plan.coverage, "shortfall": plan.shortfall_text(),
+                   "planned_interval_seconds": dict(plan.intervals), "listing_every_seconds": plan.listing_every},
     }
 
 
@@ -192,7 +213,8 @@ def current_run_json(status: selectors.AccountStatus) -> dict:
 def account_display(status: selectors.AccountStatus) -> dict:
     run, health = status.run, status.health
     display = {"freshness": ago(status.last_success_at, status.now), "campaigns": str(status.campaigns),
-               "failed_campaigns": str(status.failed_campaigns), "budget_note": status.budget_note or ""}
+               "failed_campaigns": str(status.failed_campaigns), "budget_note": status.budget_note or "",
+               **freshness_display(status.freshness, status.now)}
     if run is None:
         return display
     return {

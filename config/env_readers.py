@@ -6,6 +6,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from syncer.budget import parse_budget
+from syncer.freshness import parse_target
 from syncer.validation import (
     CLIENT_ID_EXPECTS,
     CLIENT_ID_MAX_LENGTH,
@@ -74,6 +75,14 @@ def read_budget(name: str, default: str):
 def read_duration(name: str, default: str):
     try:
         return parse_duration(env.str(name, default=default))
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name} is invalid: {error}") from error
+
+
+def read_target(name: str, default: str) -> int:
+    """A freshness target in seconds ("3600", "90s", "1h", "24h", "7d")."""
+    try:
+        return parse_target(env.str(name, default=default))
     except ValueError as error:
         raise ImproperlyConfigured(f"{name} is invalid: {error}") from error
 

@@ -24,6 +24,7 @@ from config.env_readers import (
     read_email_url,
     read_emails,
     read_metrics_token,
+    read_target,
     read_url,
     read_value,
     read_webhook_url,
@@ -214,6 +215,10 @@ SYNC = {
     # History older than these goes (syncer/retention.py): attempts first, runs later.
     "PRUNE_ATTEMPTS_AFTER": read_duration("SYNC_PRUNE_ATTEMPTS_AFTER", "90d"),
     "PRUNE_RUNS_AFTER": read_duration("SYNC_PRUNE_RUNS_AFTER", "365d"),
+    # The default account's freshness targets, in seconds (syncer/freshness.py); other accounts set theirs in the admin.
+    "FRESH_ACTIVE": read_target("SYNC_FRESH_ACTIVE", "1h"),
+    "FRESH_PAUSED": read_target("SYNC_FRESH_PAUSED", "24h"),
+    "FRESH_OTHER": read_target("SYNC_FRESH_OTHER", "7d"),
 }
 if SYNC["PRUNE_RUNS_AFTER"] < SYNC["PRUNE_ATTEMPTS_AFTER"]:
     raise ImproperlyConfigured("SYNC_PRUNE_RUNS_AFTER is invalid: expected at least SYNC_PRUNE_ATTEMPTS_AFTER "

@@ -28,10 +28,12 @@ class AccountNotFound(LookupError):
 
 def account_default_get() -> AdAccount:
     """The account described by the AD_PLATFORM_* variables, created or updated to match them."""
-    platform = settings.AD_PLATFORM
+    platform, sync = settings.AD_PLATFORM, settings.SYNC
     wanted = {
         "name": "Default account", "base_url": platform["URL"], "email": platform["EMAIL"],
         "client_id": platform["CLIENT_ID"], "rate_limit": platform["RATE_LIMIT"], "platform": platform["KIND"],
+        "fresh_active_seconds": sync["FRESH_ACTIVE"], "fresh_paused_seconds": sync["FRESH_PAUSED"],
+        "fresh_other_seconds": sync["FRESH_OTHER"],
     }
     account = AdAccount.objects.filter(slug=DEFAULT_SLUG).first()
     if account is None:

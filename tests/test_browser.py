@@ -99,6 +99,11 @@ def drive_the_status_page(page, url: str) -> None:
     # The history below redraws itself too: the run's row ends Succeeded without a reload.
     expect(page.locator("[data-history-run]").first).to_contain_text("Succeeded")
     expect(page.locator("[data-history-run]").first).to_contain_text(str(CAMPAIGNS))
+    # Freshness came in live as well (the account had no campaigns when the page was drawn): each class
+    # against its target, and the histogram's bars.
+    expect(card.locator("[data-display=fresh_active]")).to_have_text(re.compile(r"^100 % of \d+ within 1h · oldest"))
+    expect(card.locator("[data-display=budget_load]")).to_contain_text("the targets need")
+    assert page.evaluate("parseFloat(document.querySelector('[data-age-bar=\"0\"]').style.width)") == 100
     page.screenshot(path=ARTIFACTS / "status-done.png", full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing may stick out sideways
     assert page.evaluate("document.documentElement.scrollWidth") <= 390

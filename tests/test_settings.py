@@ -72,6 +72,10 @@ BAD_VALUES = [
     ("SYNC_PRUNE_ATTEMPTS_AFTER", "0d"),
     ("SYNC_PRUNE_RUNS_AFTER", "a year"),
     ("SYNC_PRUNE_RUNS_AFTER", "30d"),  # shorter than the attempts' 90d: a run outlives its attempts
+    ("SYNC_FRESH_ACTIVE", "an hour"),
+    ("SYNC_FRESH_ACTIVE", "5s"),  # under the 10 s a target may be
+    ("SYNC_FRESH_PAUSED", "0"),
+    ("SYNC_FRESH_OTHER", "400d"),  # over a year
     ("METRICS_TOKEN", "short"),
     ("METRICS_TOKEN", "a token with spaces in it"),
 
@@ -93,6 +97,11 @@ def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(tmp_path, 
     assert len(lines) == 1, result.stderr
     assert variable in lines[0], lines[0]
     assert "no issues" not in result.stdout
+
+
+def test_freshness_targets_take_seconds_or_a_unit(tmp_path):
+    result = manage_check(tmp_path, SYNC_FRESH_ACTIVE="90s", SYNC_FRESH_PAUSED="86400", SYNC_FRESH_OTHER="7d")
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_bad_metrics_token_is_refused_without_showing_it(tmp_path):
