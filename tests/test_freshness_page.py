@@ -60,6 +60,13 @@ def test_each_class_shows_its_share_within_target_and_its_oldest_campaign(staff)
     assert "100 % of 1 within 7d" in html
 
 
+def test_ages_are_binned_by_each_classs_own_target_when_two_targets_share_a_bound(staff):
+    account = make_offline_account()
+    AdAccount.objects.filter(pk=account.pk).update(fresh_active_seconds=3600, fresh_paused_seconds=7200)
+    aged(account, ("active", 90), ("paused", 90), ("paused", 130))  # 1.5x | 0.75x, 1.08x their targets
+    assert [age_bin["campaigns"] for age_bin in account_json(staff)["freshness"]["histogram"]] == [0, 1, 2, 0, 0]
+
+
 def test_a_pinned_campaign_counts_as_active_whatever_its_status(staff):
     account = make_offline_account()
     aged(account, ("paused", 120), pinned=True)
