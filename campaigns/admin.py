@@ -26,6 +26,7 @@ from campaigns.models import AdAccount, SyncAttempt, SyncRun, Trigger
 from campaigns.templatetags.sync_display import duration, percentage, short_name, status_badge
 from campaigns.views import run_link
 from syncer import services
+from syncer.keep_fresh import keep_fresh_cycle_start
 from syncer.schedules import schedule_clear, schedule_set
 
 # --- ad accounts --------------------------------------------------------------------
@@ -57,6 +58,20 @@ class AdAccountAdmin(TriggerSyncMixin, admin.ModelAdmin):
                                        f"the next sync.", messages.WARNING)
         if "sync_schedule" in form.changed_data:  # never for a disabled field (see get_form)
             self._save_schedule(obj, form.cleaned_data["sync_schedule"])
+        if "keep_fresh" in form.changed_data and obj.keep_fresh:
+            self._start_keeping_fresh(request, obj)
+
+    def _start_keeping_fresh(self, request, account: AdAccount) -> None:
+        try:
+            cycle = keep_fresh_cycle_start(account=account, enqueue=True)
+        except services.SyncRefused as refused:
+            self.message_user(request, f"Keep fresh is on for {account.name}; its first run starts when the "
+                                       f"current one ends ({refused}).", messages.INFO)
+            return
+        started = format_html(" {} started.", run_link(cycle.run)) if cycle.run else ""
+        self.message_user(request, format_html("Keep fresh is on for {}: {}.{}", account.name,
+                                               cycle.plan.shortfall_text() or cycle.plan.load_text(), started),
+                          messages.SUCCESS)
 
     @staticmethod
     def _save_schedule(account: AdAccount, cron: str) -> None:

@@ -61,7 +61,7 @@ class AdAccountForm(forms.ModelForm):
         model = AdAccount
         fields = ["name", "slug", "platform", "base_url", "email", "password", "client_id", "rate_limit",
                   "sync_schedule", "stale_after_minutes", "outage_alert_after_minutes", "alert_emails",
-                  *TARGET_FIELDS]
+                  *TARGET_FIELDS, "keep_fresh"]
         widgets = {"alert_emails": forms.TextInput(attrs={"size": 80})}
 
     def __init__(self, *args, **kwargs) -> None:
@@ -69,6 +69,8 @@ class AdAccountForm(forms.ModelForm):
         # A new account cannot sync without its password; an existing one keeps it when left blank.
         self.fields["password"].required = self.instance.pk is None
         self.fields["sync_schedule"].disabled = not self.schedule_editable
+        if "keep_fresh" in self.fields:  # it starts syncs too
+            self.fields["keep_fresh"].disabled = not self.schedule_editable
         for name in ALERT_LIMIT_DEFAULTS:
             if name in self.fields:  # a view-only page has none of the model's fields
                 self.fields[name].required = False

@@ -28,6 +28,11 @@ class FreshnessSettings(models.Model):
     fresh_active_seconds = _target_field(ACTIVE, "an active (or pinned)")
     fresh_paused_seconds = _target_field(PAUSED, "a paused")
     fresh_other_seconds = _target_field(OTHER, "an archived, completed or deleted")
+    keep_fresh = models.BooleanField(
+        default=False, help_text="Keep every campaign within its target on the task cluster: runs of the most "
+                                 "overdue campaigns, one after another, at the budget's pace.")
+    listed_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                     help_text="When a listing of every campaign last ended.")
 
     class Meta:
         abstract = True

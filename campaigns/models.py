@@ -180,6 +180,15 @@ class Trigger(models.TextChoices):
     ADMIN = "admin", "Admin"
     STATUS_PAGE = "status_page", "Status page"
     SCHEDULE = "schedule", "Schedule"
+    KEEP_FRESH = "keep_fresh", "Keep fresh"
+
+
+class ListingMode(models.TextChoices):
+    """What a run's first step reads from the platform (keep-fresh runs list only when a listing is due)."""
+
+    FULL = "full", "List, then sync every campaign or those asked for"
+    SKIP = "skip", "No listing: sync the campaigns asked for, as stored"
+    REFRESH = "refresh", "List and store every campaign; sync those asked for and the new ones"
 
 
 class RunStatus(models.TextChoices):
@@ -202,6 +211,7 @@ class SyncRun(models.Model):
     triggered_by = models.CharField(max_length=150, blank=True)
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
     campaign_filter = models.JSONField(null=True, blank=True, help_text="Platform ids to sync; empty means all.")
+    listing = models.CharField(max_length=10, choices=ListingMode.choices, default=ListingMode.FULL)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retry_runs")
     concurrency = models.PositiveIntegerField(default=10)
     created_at = models.DateTimeField(auto_now_add=True)

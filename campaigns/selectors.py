@@ -27,7 +27,7 @@ from campaigns.models import (
     SyncRun,
     SyncStatus,
 )
-from syncer.budget import RateBudget
+from syncer.api_clients import budget_shares
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def account_statuses(*, now: datetime) -> list[AccountStatus]:
     runs = SyncRun.objects.in_bulk([account.current_run_id for account in accounts if account.current_run_id])
     latencies = run_latencies(run_ids=list(runs))
     clients = {(client.base_url, client.client_id): client for client in ApiClient.objects.all()}
-    freshness = accounts_freshness(accounts, budgets=_budget_shares(accounts, clients),
+    freshness = accounts_freshness(accounts, budgets=budget_shares(accounts, clients),
                                    page_size=settings.SYNC["PAGE_SIZE"], now=now)
     statuses = []
     for account in accounts:
@@ -144,20 +144,6 @@ def account_statuses(*, now: datetime) -> list[AccountStatus]:
 
 def _budget_note(client: ApiClient | None) -> str | None:
     return client.budget_note if client is not None else None
-
-
-def _budget_shares(accounts: list[AdAccount],
-                   clients: dict[tuple[str, str], ApiClient]) -> dict[int, RateBudget | None]:
-    """The budget each account may spend: its client's (learned, when lower), split evenly among the accounts on it."""
-    sharing = Counter(ApiClient.key_of(account) for account in accounts)
-    shares = {}
-    for account in accounts:
-        key = ApiClient.key_of(account)
-        client = clients.get(key)
-        budget = (client.learned_budget or client.configured_budget) if client is not None else account.budget
-        shares[account.pk] = None if budget is None else RateBudget(
-            calls=budget.calls, window_seconds=budget.window_seconds * sharing[key])
-    return shares
 
 
 def _accounts_with_current_run():

@@ -1,7 +1,7 @@
 """Platform clients (base URL + client id) as the limiter sees them: their rows, shared budgets and slots."""
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from django.db.models import Count
@@ -100,3 +100,31 @@ def _slots_create_missing(calls_by_client: dict[int, int]) -> None:
                if have.get(client_id, 0) < calls for index in range(calls)]
     if missing:
         RateSlot.objects.bulk_create(missing, ignore_conflicts=True)
+
+
+def budget_shares(accounts: list[AdAccount], clients: dict[tuple[str, str], ApiClient] | None = None,
+                  sharing: Counter | None = None) -> dict[int, RateBudget | None]:
+    """The budget each account may spend: its own (or the one its client learned from the platform, when lower),
+    split evenly among the accounts on that client (`sharing`: how many there are, by client key; counted among
+    `accounts` if not given)."""
+    if clients is None:
+        clients = _clients({ApiClient.key_of(account) for account in accounts})
+    sharing = sharing or Counter(ApiClient.key_of(account) for account in accounts)
+    shares = {}
+    for account in accounts:
+        key = ApiClient.key_of(account)
+        client, budget = clients.get(key), account.budget
+        learned = client.learned_budget if client is not None else None
+        if learned is not None and (budget is None or learned.seconds_per_call > budget.seconds_per_call):
+            budget = learned
+        shares[account.pk] = None if budget is None else RateBudget(
+            calls=budget.calls, window_seconds=budget.window_seconds * max(sharing[key], 1))
+    return shares
+
+
+def budget_share(account: AdAccount) -> RateBudget | None:
+    """One account's share of its client's budget (see budget_shares)."""
+    key = ApiClient.key_of(account)
+    on_client = sum(1 for other in AdAccount.objects.filter(client_id=account.client_id).only("base_url", "client_id")
+                    if ApiClient.key_of(other) == key)
+    return budget_shares([account], sharing=Counter({key: on_client}))[account.pk]

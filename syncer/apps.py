@@ -24,6 +24,7 @@ class SyncerConfig(AppConfig):
 
 
 def _ensure_alerts_schedule(**kwargs) -> None:
-    from syncer.schedules import alerts_schedule_ensure
+    from syncer.schedules import alerts_schedule_ensure, keep_fresh_schedule_ensure
 
     alerts_schedule_ensure()
+    keep_fresh_schedule_ensure()

@@ -124,6 +124,13 @@ class Plan:
         """The classes with campaigns planned past their target."""
         return [klass for klass in CLASSES if self.counts.get(klass) and self.stretch(klass) > 1.0]
 
+    def load_text(self) -> str:
+        """"the targets need 278 calls a minute; the budget gives 300 (93 %)"."""
+        need = f"the targets need {self.needed_per_minute:.3g} calls a minute"
+        if self.budget_per_minute is None:
+            return f"{need}; no budget is set"
+        return f"{need}; the budget gives {self.budget_per_minute:.3g} ({self.load * 100:.0f} %)"
+
     def shortfall_text(self) -> str | None:
         """"the budget covers 72 % of the targets; paused campaigns deferred to about every 31 h", or None."""
         if self.coverage >= 1.0:
@@ -164,16 +171,25 @@ def plan(*, counts: Mapping[str, int], targets: Targets, budget: RateBudget | No
 
 
 def _stretches(need: Mapping[str, float], syncs: float) -> dict[str, float]:
-    """Each class's interval as a multiple of its target, for `need` calls a second against `syncs` to spend."""
+    """Each class's interval as a multiple of its target, for `need` calls a second against `syncs` to spend.
+
+    Past the budget, active campaigns keep `HEADROOM` of their target when
+    the others then stay within `HEADROOM` of four times theirs; otherwise
+    the calls left over from active at its target and the others at four
+    times theirs shorten both alike, so each keeps the same margin.
+    """
     total = sum(need.values())
     if total <= syncs:
         even = max(HEADROOM, total / syncs)
         return dict.fromkeys(CLASSES, even)
     rest = need[PAUSED] + need[OTHER]
-    for active in (HEADROOM, 1.0):  # active first, with its headroom if that leaves the others within 4x
-        left = syncs - need[ACTIVE] / active
-        if left > 0 and rest <= left * MAX_STRETCH:
-            return {ACTIVE: active, PAUSED: rest / left, OTHER: rest / left}
+    left = syncs - need[ACTIVE] / HEADROOM
+    if left > 0 and rest <= left * MAX_STRETCH * HEADROOM:
+        return {ACTIVE: HEADROOM, PAUSED: rest / left, OTHER: rest / left}
+    floor = need[ACTIVE] + rest / MAX_STRETCH  # active at its target, the others at four times theirs
+    if floor <= syncs:
+        share = floor / syncs
+        return {ACTIVE: share, PAUSED: MAX_STRETCH * share, OTHER: MAX_STRETCH * share}
     left = syncs - rest / MAX_STRETCH  # the others at 4x; active takes what remains, if that keeps it within 4x
     if left > 0 and need[ACTIVE] <= left * MAX_STRETCH:
         return {ACTIVE: need[ACTIVE] / left, PAUSED: MAX_STRETCH, OTHER: MAX_STRETCH}

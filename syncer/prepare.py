@@ -11,7 +11,16 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from campaigns.models import AttemptStatus, Campaign, RunStatus, SyncAttempt, SyncRun, SyncStatus
+from campaigns.models import (
+    AdAccount,
+    AttemptStatus,
+    Campaign,
+    ListingMode,
+    RunStatus,
+    SyncAttempt,
+    SyncRun,
+    SyncStatus,
+)
 from syncer import sql
 from syncer.client import BAD_RESPONSE, CLIENT_ERROR, CallStats, PlatformClient
 from syncer.connections import connection_release
@@ -26,8 +35,9 @@ BATCH_SIZE = 500
 
 def listing_fetch(*, run: SyncRun, client: PlatformClient, page_size: int, stats: CallStats) -> Listing:
     """The run's listing (syncer/listing.py); it stops early once the run is no longer running."""
+    wanted = None if run.listing == ListingMode.REFRESH else _wanted(run)  # a refresh reads every page
     return listing_read(client=client, page_size=page_size, stats=stats, max_pages=settings.SYNC["MAX_PAGES"],
-                        keep_going=lambda: _still_running(run.pk), wanted=_wanted(run))
+                        keep_going=lambda: _still_running(run.pk), wanted=wanted)
 
 
 def _still_running(run_id: int) -> bool:
@@ -82,11 +92,37 @@ def attempts_queue(*, run: SyncRun, listing: Listing) -> int:
     PostgreSQL; on SQLite the IMMEDIATE transaction holds other writers
     off), so a cancel either comes first and nothing is queued, or comes
     after and cancels what was: a run that has ended keeps no open attempt.
+    A keep-fresh run that lists (ListingMode.REFRESH) stores every campaign
+    listed (new ones are synced by the cycles after it, active ones first)
+    and syncs only those it asks for.
     """
     wanted = _wanted(run)
-    good = [row for row in listing.good.values() if wanted is None or row.platform_id in wanted]
-    ids = campaigns_upsert(account_id=run.account_id, rows=good)
+    if run.listing == ListingMode.REFRESH:
+        ids = campaigns_upsert(account_id=run.account_id, rows=list(listing.good.values()))
+        wanted = wanted or set()
+        good = [row for row in listing.good.values() if row.platform_id in wanted]
+    else:
+        good = [row for row in listing.good.values() if wanted is None or row.platform_id in wanted]
+        ids = campaigns_upsert(account_id=run.account_id, rows=good)
+    listed_all = run.listing == ListingMode.REFRESH or run.campaign_filter is None
     attempts = _attempts(run, listing, good, wanted, ids, sql.db_time(timezone.now()))
+    return _queue(run, attempts, listed_at=timezone.now() if listed_all and not listing.stopped else None,
+                  outcome=lambda warnings: _listing_outcome(listing, good, wanted, warnings, listed_all=listed_all))
+
+
+def attempts_queue_stored(*, run: SyncRun) -> int:
+    """A keep-fresh run without a listing (ListingMode.SKIP): one attempt per campaign it asks for, as stored."""
+    wanted = _wanted(run) or set()
+    ids = dict(Campaign.objects.filter(account_id=run.account_id, platform_id__in=wanted)
+               .values_list("platform_id", "pk"))
+    now = sql.db_time(timezone.now())
+    attempts = [_attempt(run, ids[key], key, now) if key in ids else
+                _failed(run, key, None, CLIENT_ERROR, "no longer stored: it may have been deleted", now)
+                for key in sorted(wanted)]
+    return _queue(run, attempts, listed_at=None, outcome=lambda warnings: {"campaigns_unlisted": 0})
+
+
+def _queue(run: SyncRun, attempts: Iterable[dict], *, listed_at: datetime | None, outcome) -> int:
     with transaction.atomic():
         current = SyncRun.objects.select_for_update().filter(pk=run.pk).values("status", "warnings").first()
         if current is None or current["status"] != RunStatus.RUNNING:
@@ -98,19 +134,23 @@ def attempts_queue(*, run: SyncRun, listing: Listing) -> int:
         now = timezone.now()
         SyncRun.objects.filter(pk=run.pk, prepared_at__isnull=True).update(
             prepared_at=now, heartbeat_at=now, campaigns_listed=counts["listed"], campaigns_failed=counts["failed"],
-            **_listing_outcome(listing, good, wanted, current["warnings"]),
+            **outcome(current["warnings"]),
         )
+        if listed_at is not None:  # a listing of every campaign ended: keep-fresh lists again after its interval
+            AdAccount.objects.filter(pk=run.account_id).update(listed_at=listed_at)
     return counts["listed"] - counts["failed"]
 
 
-def _listing_outcome(listing: Listing, good: list[CampaignRow], wanted: set[str] | None, warnings: list) -> dict:
+def _listing_outcome(listing: Listing, good: list[CampaignRow], wanted: set[str] | None, warnings: list, *,
+                     listed_all: bool) -> dict:
     """The run's campaigns_unlisted and its warnings, each one line.
 
     A run for some campaigns only is judged by them: one asked for and not
-    listed fails on its own attempt, so the rest of the listing does not count.
+    listed fails on its own attempt, so the rest of the listing does not count
+    (unless it listed every campaign to find new ones: a keep-fresh refresh).
     """
     lines = []
-    incomplete = listing.incomplete_warning() if wanted is None else None
+    incomplete = listing.incomplete_warning() if listed_all else None
     if incomplete:
         lines.append(incomplete)
     with_bad_fields = sum(1 for row in good if row.warnings)
@@ -120,7 +160,7 @@ def _listing_outcome(listing: Listing, good: list[CampaignRow], wanted: set[str]
                      "which fields and why")
     for line in lines:
         log.warning("%s", line)
-    return {"campaigns_unlisted": listing.unlisted if wanted is None else 0, "warnings": [*(warnings or []), *lines]}
+    return {"campaigns_unlisted": listing.unlisted if listed_all else 0, "warnings": [*(warnings or []), *lines]}
 
 
 def _wanted(run: SyncRun) -> set[str] | None:

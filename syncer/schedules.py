@@ -87,3 +87,17 @@ def alerts_schedule_ensure() -> Schedule:
         defaults={"func": ALERTS_CHECK_TASK, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1,
                   "next_run": timezone.now()})
     return schedule
+
+
+KEEP_FRESH_TASK = "syncer.tasks.keep_fresh_tick_task"
+KEEP_FRESH_SCHEDULE_NAME = "keep-fresh"
+
+
+def keep_fresh_schedule_ensure() -> Schedule:
+    """The every-minute keep-fresh tick, created once (after each migrate): it starts the next run of every
+    keep-fresh account that has none (a run's end starts the next one at once; the tick catches the rest)."""
+    schedule, _ = Schedule.objects.get_or_create(
+        name=KEEP_FRESH_SCHEDULE_NAME,
+        defaults={"func": KEEP_FRESH_TASK, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1,
+                  "next_run": timezone.now()})
+    return schedule

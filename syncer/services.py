@@ -22,6 +22,7 @@ from campaigns.models import (
     ACTIVE_RUN_STATUSES,
     AdAccount,
     AttemptStatus,
+    ListingMode,
     RunStatus,
     SyncRun,
     validate_client_id,
@@ -34,7 +35,7 @@ from syncer.connections import patiently
 from syncer.heartbeat import heartbeat
 from syncer.limiter import limiter_for, slots_ensure
 from syncer.logs import bind_run
-from syncer.prepare import attempts_queue, listing_fetch
+from syncer.prepare import attempts_queue, attempts_queue_stored, listing_fetch
 from syncer.queueing import run_enqueue
 from syncer.run_end import run_cancel as run_cancel
 from syncer.run_end import run_fail, run_fail_internal, run_finish_if_done, run_note_budget
@@ -58,19 +59,21 @@ class SyncRefused(Exception):
 
 def sync_run_start(*, account: AdAccount, trigger: str, triggered_by: str = "",
                    campaign_ids: list[str] | None = None, retry_of: SyncRun | None = None,
-                   concurrency: int | None = None, enqueue: bool = False) -> SyncRun:
+                   concurrency: int | None = None, enqueue: bool = False,
+                   listing: str = ListingMode.FULL) -> SyncRun:
     """Create a queued run; refuse when the account already has one queued or running.
 
     With `enqueue` the run goes to the task cluster; without it the caller
     runs it (`run_execute`). A run whose task could not be queued is
-    refused too, with the run it failed.
+    refused too, with the run it failed. `listing` is what its first step
+    reads (ListingMode: keep-fresh runs list only when a listing is due).
     """
     refusal = (enqueue and foreign_cluster_refusal()) or account_refusal(account)
     if refusal:
         raise SyncRefused(refusal)
     slots_ensure([account])  # here, not in the worker: its first call should not wait for them
     run = _run_create(account=account, trigger=trigger, triggered_by=triggered_by, campaign_ids=campaign_ids,
-                      retry_of=retry_of, concurrency=concurrency, enqueue=enqueue)
+                      retry_of=retry_of, concurrency=concurrency, enqueue=enqueue, listing=listing)
     if run.status == RunStatus.FAILED:  # its enqueue failed when the run was committed (syncer/queueing.py)
         raise _not_queued(run)
     return run
@@ -128,14 +131,14 @@ def _not_queued(run: SyncRun) -> SyncRefused:
 
 def _run_create(*, account: AdAccount, trigger: str, triggered_by: str, enqueue: bool,
                 campaign_ids: list[str] | None = None, retry_of: SyncRun | None = None,
-                concurrency: int | None = None) -> SyncRun:
+                concurrency: int | None = None, listing: str = ListingMode.FULL) -> SyncRun:
     try:
         with transaction.atomic():
             run = SyncRun.objects.create(
                 account=account, trigger=trigger, triggered_by=triggered_by[:150],
                 campaign_filter=sorted(set(campaign_ids)) if campaign_ids else None, retry_of=retry_of,
                 concurrency=concurrency or settings.SYNC["CONCURRENCY"], queued_at=timezone.now() if enqueue else None,
-                queued_key=key_fingerprint() if enqueue else "",
+                queued_key=key_fingerprint() if enqueue else "", listing=listing,
             )
             if enqueue:
                 run_enqueue(run)
@@ -192,6 +195,10 @@ def _run_prepare(*, run_id: int) -> bool:
             return False
         if run.prepared_at:
             return True
+        if run.listing == ListingMode.SKIP:  # a keep-fresh run of stored campaigns: no listing call
+            waiting = attempts_queue_stored(run=run)
+            log.info("run prepared without a listing: %s campaigns to sync", waiting)
+            return True
         stats = CallStats()
         try:
             with heartbeat(run_id=run_id, beat_now=run.heartbeat_at != now):  # starting it was a beat
@@ -203,8 +210,9 @@ def _run_prepare(*, run_id: int) -> bool:
             return False
         _add_counters(run_id, stats)
         run_note_budget(run_id=run_id)  # the listing's answers may have said what the platform allows
-        attempts_queue(run=run, listing=listing)
-        log.info("run prepared: %s campaigns to sync, %s bad rows", len(listing.good), len(listing.bad))
+        waiting = attempts_queue(run=run, listing=listing)
+        log.info("run prepared: %s campaigns listed, %s to sync, %s bad rows", len(listing.good), waiting,
+                 len(listing.bad))
         return True
 
 

@@ -13,7 +13,7 @@ import functools
 import logging
 
 from campaigns.models import AdAccount, SyncRun, Trigger
-from syncer import hosting, retention, services
+from syncer import hosting, keep_fresh, retention, services
 from syncer.alerting.check import alerts_check
 from syncer.queueing import drain_enqueue, fan_out_shape, run_fan_out
 
@@ -60,11 +60,15 @@ def _prepare_and_drain(run_id: int, tasks: int, threads: int) -> None:
         if not drain_enqueue(run_id, threads, index):
             return  # the run failed: the broker is away
     services.run_drain(run_id=run_id, threads=threads, stop=hosting.stopping(), beat_now=False)
+    keep_fresh.keep_fresh_continue(run_id=run_id, stop=hosting.stopping())
 
 
 @_failing_the_run("syncing")
 def run_drain_task(run_id: int, threads: int) -> None:
-    drain = lambda: services.run_drain(run_id=run_id, threads=threads, stop=hosting.stopping())  # noqa: E731
+    def drain() -> None:
+        services.run_drain(run_id=run_id, threads=threads, stop=hosting.stopping())
+        keep_fresh.keep_fresh_continue(run_id=run_id, stop=hosting.stopping())  # a keep-fresh run: the next one
+
     if not hosting.host(run_id, threads, drain, step="syncing"):
         hosting.drain_one_slice(run_id, threads)
 
@@ -86,6 +90,11 @@ def scheduled_sync_task(account_id: int) -> int | None:
 def prune_history_task() -> str:
     """The daily prune (syncer/schedules.py), with the SYNC_PRUNE_* limits."""
     return retention.history_prune().summary()
+
+def keep_fresh_tick_task() -> int:
+    """Every minute: start the next run of every keep-fresh account that has none (syncer/keep_fresh.py)."""
+    return keep_fresh.keep_fresh_tick()
+
 
 def alerts_check_task() -> int:
     """Every minute: open and resolve alerts and send their messages; how many transitions it found."""

@@ -18,9 +18,11 @@ def queued_tasks() -> list[dict]:
 
 
 def set_schedules():
-    """The schedules people and commands set: every one but the alert check and the daily prune `migrate` makes."""
+    """The schedules people and commands set: every one but those `migrate` makes (the alert check, the keep-fresh
+    tick, the daily prune)."""
     from django_q.models import Schedule
 
-    from syncer.schedules import ALERTS_SCHEDULE_NAME, PRUNE_HISTORY_TASK
+    from syncer.schedules import ALERTS_SCHEDULE_NAME, KEEP_FRESH_SCHEDULE_NAME, PRUNE_HISTORY_TASK
 
-    return Schedule.objects.exclude(name=ALERTS_SCHEDULE_NAME).exclude(func=PRUNE_HISTORY_TASK)
+    return (Schedule.objects.exclude(name__in=(ALERTS_SCHEDULE_NAME, KEEP_FRESH_SCHEDULE_NAME))
+            .exclude(func=PRUNE_HISTORY_TASK))

@@ -7,7 +7,7 @@ from datetime import datetime
 from django import template
 
 from campaigns.freshness_selectors import AccountFreshness, ClassFreshness
-from syncer.freshness import AGE_BIN_LABELS, CLASSES, Plan, about, target_text
+from syncer.freshness import AGE_BIN_LABELS, CLASSES, about, target_text
 
 register = template.Library()
 
@@ -22,14 +22,6 @@ def class_text(one: ClassFreshness, now: datetime) -> str:
             f"oldest {about(one.oldest_seconds(now) or 0)}")
 
 
-def load_text(plan: Plan) -> str:
-    """"the targets need 278 calls a minute; the budget gives 300 (93 %)"."""
-    need = f"the targets need {plan.needed_per_minute:.3g} calls a minute"
-    if plan.budget_per_minute is None:
-        return f"{need}; no budget is set"
-    return f"{need}; the budget gives {plan.budget_per_minute:.3g} ({plan.load * 100:.0f} %)"
-
-
 def histogram_shares(freshness: AccountFreshness) -> list[float]:
     total = sum(freshness.histogram)
     return [100.0 * count / total if total else 0.0 for count in freshness.histogram]
@@ -42,7 +34,7 @@ def freshness_display(freshness: AccountFreshness | None, now: datetime) -> dict
         return {}
     display = {f"fresh_{klass}": class_text(freshness.classes[klass], now) for klass in CLASSES}
     display.update({f"fresh_bin_{index}": str(count) for index, count in enumerate(freshness.histogram)})
-    display["budget_load"] = load_text(freshness.plan)
+    display["budget_load"] = freshness.plan.load_text()
     display["fresh_shortfall"] = freshness.plan.shortfall_text() or ""
     return display
 

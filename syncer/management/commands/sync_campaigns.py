@@ -1,19 +1,23 @@
 """`manage.py sync_campaigns`: sync an account's campaigns now, in this process."""
 from __future__ import annotations
 
+import math
 import threading
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from campaigns.models import AdAccount, RunStatus, SyncRun, Trigger
+from campaigns.models import ACTIVE_RUN_STATUSES, AdAccount, ListingMode, RunStatus, SyncRun, Trigger
 from syncer.accounts import AccountNotFound, account_get
+from syncer.api_clients import budget_share
+from syncer.keep_fresh import account_plan, keep_fresh_foreground
 from syncer.logs import console_for_command
 from syncer.progress import follow, summary_lines
 from syncer.schedules import schedule_clear, schedule_set
 from syncer.services import (
     SyncRefused,
+    account_refusal,
     run_cancel,
     run_execute,
     run_fail_internal,
@@ -51,6 +55,11 @@ class Command(BaseCommand):
         parser.add_argument("--schedule", metavar="CRON",
                             help="create or update the account's periodic sync, e.g. '*/30 * * * *', and return")
         parser.add_argument("--unschedule", action="store_true", help="remove the account's periodic sync and return")
+        parser.add_argument("--keep-fresh", action="store_true",
+                            help="keep the account's campaigns within their freshness targets here: runs of the "
+                                 "most overdue ones, one after another, until Ctrl-C (or --for)")
+        parser.add_argument("--for", type=float, metavar="SECONDS", dest="for_seconds",
+                            help="with --keep-fresh: stop after this many seconds")
 
     def handle(self, *args, **options) -> None:
         console_for_command(options["verbosity"])
@@ -61,6 +70,8 @@ class Command(BaseCommand):
                 return self._schedule(options)
             if options["all_accounts"]:
                 return self._start_all(options)
+            if options["keep_fresh"] or options["for_seconds"] is not None:
+                return self._keep_fresh(options)
             run = self._start(options)
         except (AccountNotFound, SyncRefused, ImproperlyConfigured, ValueError) as error:
             raise CommandError(str(error), returncode=EXIT_FATAL) from None
@@ -112,6 +123,30 @@ class Command(BaseCommand):
             raise CommandError(f"{failed} of {len(accounts)} runs could not be queued (see above)",
                                returncode=EXIT_FATAL)
 
+    def _keep_fresh(self, options) -> None:
+        """Keep-fresh cycles in this process (syncer/keep_fresh.py); Ctrl-C cancels the cycle running and stops."""
+        clashing = [f"--{name}" for name, given in (
+            ("async", options["background"]), ("campaign", options["campaigns"]),
+            ("retry-failed", options["retry_failed"]), ("wait", options["wait"])) if given]
+        seconds = options["for_seconds"]
+        if not options["keep_fresh"] or clashing or (seconds is not None and not 0 < seconds < math.inf):
+            raise ValueError("--for takes a positive number of seconds and goes with --keep-fresh, which runs here "
+                             "for one account" + (f", without {', '.join(clashing)}" if clashing else ""))
+        account = account_get(slug=options["account"])
+        refusal = account_refusal(account)
+        if refusal:
+            raise SyncRefused(refusal)
+        runs = _keep_fresh_here(account, math.inf if seconds is None else seconds, self.stdout, self.stderr)
+        failed = [run for run in runs if run.status != RunStatus.SUCCEEDED]
+        fatal = next((run for run in failed if exit_code(run) == EXIT_FATAL), None)
+        self.stdout.write(f"Kept {account.slug!r} fresh: {len(runs)} runs, "
+                          f"{sum(run.campaigns_synced for run in runs)} syncs, {len(failed)} runs not succeeded")
+        if fatal is not None:
+            raise CommandError(_failure_line(fatal, EXIT_FATAL), returncode=EXIT_FATAL)
+        if failed:
+            raise CommandError(f"{len(failed)} keep-fresh runs did not succeed; the dead-letter list has their "
+                               "failures", returncode=EXIT_SOME_FAILED)
+
     def _schedule(self, options) -> None:
         account = account_get(slug=options["account"])
         if options["unschedule"]:
@@ -143,6 +178,37 @@ class Command(BaseCommand):
             return SyncRun.objects.get(pk=run.pk)
         finally:
             worker.join()
+
+
+def _keep_fresh_here(account: AdAccount, seconds: float, out, err) -> list[SyncRun]:
+    """The keep-fresh loop in a worker thread; this one reports each cycle and turns Ctrl-C into a stop."""
+    stop, done = threading.Event(), []
+    first = account_plan(account, budget=budget_share(account))
+    out.write(f"Keeping {account.slug!r} fresh: {first.load_text()}" +
+              (f"; {first.shortfall_text()}" if first.shortfall_text() else ""))
+
+    def report(cycle, run: SyncRun) -> None:
+        listing = ", listed first" if run.listing == ListingMode.REFRESH else ""
+        out.write(f"Run #{run.pk}{listing}: {run.campaigns_synced} synced, {run.campaigns_failed} failed")
+
+    def loop() -> None:
+        try:
+            done.extend(keep_fresh_foreground(account=account, seconds=seconds, stop=stop, on_cycle=report))
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=loop, daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.5)
+    except KeyboardInterrupt:
+        stop.set()
+        for run in SyncRun.objects.filter(account=account, status__in=ACTIVE_RUN_STATUSES):
+            run_cancel(run_id=run.pk, who="Ctrl-C")
+        err.write("Stopping: waiting for the calls in flight to finish...")
+        worker.join()
+    return [SyncRun.objects.get(pk=run.pk) for run in done]
 
 
 def _execute_safely(run_id: int, concurrency: int | None) -> None:
