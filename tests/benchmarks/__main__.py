@@ -16,12 +16,12 @@ import time
 import traceback
 from pathlib import Path
 
-from tests.benchmarks import history_scenarios, scenarios
+from tests.benchmarks import freshness, history_scenarios, scenarios
 from tests.benchmarks.harness import WORK, BenchError, Proc, Row, cleanup, commit_line, machine_line
 from tests.benchmarks.scenarios import Context, check_postgres, run_quietly
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
-SCENARIOS = {**scenarios.SCENARIOS, **history_scenarios.SCENARIOS}
+SCENARIOS = {**scenarios.SCENARIOS, **history_scenarios.SCENARIOS, **freshness.SCENARIOS}
 
 PREAMBLE = """# Benchmark results
 
