@@ -31,6 +31,10 @@ DEFAULT_TARGETS_SECONDS = {ACTIVE: 3600, PAUSED: 24 * 3600, OTHER: 7 * 24 * 3600
 # A class is planned at 90 % of its target when the budget allows it: the pause between a campaign's turn and
 # its answer (a run's start, the call's latency) is then spent inside the target, not past it.
 HEADROOM = 0.9
+# The share of the budget a chain of runs really spends: the limiter waits out the spread of answer times before
+# it reuses a slot, and each cycle starts and ends. Measured 96 % at 10/2s in the freshness benchmark (2,014
+# calls in 420 s); planned against the whole budget, the class served last fell 3.7 % short of its target.
+USABLE_SHARE = 0.95
 # No campaign is planned past this many times its target while the budget can avoid it.
 MAX_STRETCH = 4.0
 # The histogram's bins: age as a multiple of the campaign's own target (the last bin is everything older).
@@ -158,15 +162,17 @@ def plan(*, counts: Mapping[str, int], targets: Targets, budget: RateBudget | No
     need = {klass: counts.get(klass, 0) / targets.of(klass) for klass in CLASSES}  # calls a second at the targets
     listing_every = targets.shortest
     rate = budget.calls / budget.window_seconds if budget is not None else math.inf
-    listing_every = max(listing_every, pages / (rate / 2))  # a listing alone never takes more than half the budget
-    syncs = rate - pages / listing_every
+    usable = rate * USABLE_SHARE
+    listing_every = max(listing_every, pages / (usable / 2))  # a listing alone never takes more than half of it
+    syncs = usable - pages / listing_every
     needed = sum(need.values()) + pages / listing_every
     stretches = _stretches(need, syncs)
     return Plan(
         counts=dict(counts), targets=targets,
         intervals={klass: targets.of(klass) * stretches[klass] for klass in CLASSES},
         listing_every=listing_every, listing_pages=pages, needed_per_minute=needed * 60,
-        budget_per_minute=None if budget is None else rate * 60, coverage=min(1.0, rate / needed) if needed else 1.0,
+        budget_per_minute=None if budget is None else rate * 60,
+        coverage=min(1.0, usable / needed) if needed else 1.0,
     )
 
 

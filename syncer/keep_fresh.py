@@ -179,23 +179,30 @@ CLASS_FILTERS = {ACTIVE: ~(_PAUSED | _OTHER), PAUSED: _PAUSED, OTHER: _OTHER}
 
 def overdue(account: AdAccount, current: Plan, *, now: datetime, horizon: float,
             limit: int) -> tuple[list[str], float]:
-    """The campaigns due within `horizon` seconds, at most `limit`: active ones first, then paused, then the
-    others; within a class those never synced first, then the oldest (the most overdue: a class shares one
-    planned interval). When none is due, also the seconds until the first one will be."""
-    chosen: list[str] = []
+    """The campaigns due within `horizon` seconds, at most `limit`, in the order they fall due; and, when none
+    is, the seconds until the first one will be.
+
+    When more are due than fit, active ones go first, then paused, then the others, and within a class those
+    never synced, then the oldest (the most overdue: a class shares one planned interval).
+    """
+    chosen: list[tuple[datetime, str]] = []  # (when it fell or falls due, platform id)
     next_due = math.inf
     for klass in CLASSES:
-        interval, room = current.intervals[klass], limit - len(chosen)
+        interval = timedelta(seconds=current.intervals[klass])
         campaigns = (Campaign.objects.filter(account=account).annotate(status_word=Lower("status"))
                      .filter(CLASS_FILTERS[klass]))
-        cutoff = now + timedelta(seconds=horizon - interval)  # synced before it: due within the horizon
+        room = limit - len(chosen)
         if room > 0:
-            chosen += campaigns.filter(last_synced_at__isnull=True).order_by("first_seen_at", "id").values_list(
-                "platform_id", flat=True)[:room]
-            chosen += campaigns.filter(last_synced_at__lte=cutoff).order_by("last_synced_at", "id").values_list(
-                "platform_id", flat=True)[:max(limit - len(chosen), 0)]
+            never = campaigns.filter(last_synced_at__isnull=True).order_by("first_seen_at", "id")
+            chosen += [(seen, platform_id) for platform_id, seen in
+                       never.values_list("platform_id", "first_seen_at")[:room]]
+            due = campaigns.filter(last_synced_at__lte=now + timedelta(seconds=horizon) - interval)
+            chosen += [(synced + interval, platform_id) for platform_id, synced in
+                       due.order_by("last_synced_at", "id").values_list("platform_id", "last_synced_at")[
+                           :max(limit - len(chosen), 0)]]
         oldest = campaigns.filter(last_synced_at__isnull=False).order_by("last_synced_at").values_list(
             "last_synced_at", flat=True).first()
         if oldest is not None:
-            next_due = min(next_due, (oldest - now).total_seconds() + interval - horizon)
-    return chosen, (0.0 if chosen else max(next_due, 0.0))
+            next_due = min(next_due, (oldest + interval - now).total_seconds() - horizon)
+    chosen.sort()
+    return [platform_id for _, platform_id in chosen], (0.0 if chosen else max(next_due, 0.0))

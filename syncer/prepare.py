@@ -100,7 +100,7 @@ def attempts_queue(*, run: SyncRun, listing: Listing) -> int:
     if run.listing == ListingMode.REFRESH:
         ids = campaigns_upsert(account_id=run.account_id, rows=list(listing.good.values()))
         wanted = wanted or set()
-        good = [row for row in listing.good.values() if row.platform_id in wanted]
+        good = [listing.good[key] for key in run.campaign_filter or () if key in listing.good]  # in its order
     else:
         good = [row for row in listing.good.values() if wanted is None or row.platform_id in wanted]
         ids = campaigns_upsert(account_id=run.account_id, rows=good)
@@ -111,14 +111,15 @@ def attempts_queue(*, run: SyncRun, listing: Listing) -> int:
 
 
 def attempts_queue_stored(*, run: SyncRun) -> int:
-    """A keep-fresh run without a listing (ListingMode.SKIP): one attempt per campaign it asks for, as stored."""
-    wanted = _wanted(run) or set()
+    """A keep-fresh run without a listing (ListingMode.SKIP): one attempt per campaign it asks for, as stored,
+    in the order it asks (the most overdue first: attempts are claimed in id order)."""
+    wanted = list(run.campaign_filter or [])
     ids = dict(Campaign.objects.filter(account_id=run.account_id, platform_id__in=wanted)
                .values_list("platform_id", "pk"))
     now = sql.db_time(timezone.now())
     attempts = [_attempt(run, ids[key], key, now) if key in ids else
                 _failed(run, key, None, CLIENT_ERROR, "no longer stored: it may have been deleted", now)
-                for key in sorted(wanted)]
+                for key in wanted]
     return _queue(run, attempts, listed_at=None, outcome=lambda warnings: {"campaigns_unlisted": 0})
 
 

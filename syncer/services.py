@@ -136,7 +136,7 @@ def _run_create(*, account: AdAccount, trigger: str, triggered_by: str, enqueue:
         with transaction.atomic():
             run = SyncRun.objects.create(
                 account=account, trigger=trigger, triggered_by=triggered_by[:150],
-                campaign_filter=sorted(set(campaign_ids)) if campaign_ids else None, retry_of=retry_of,
+                campaign_filter=_filter_of(campaign_ids, listing) if campaign_ids else None, retry_of=retry_of,
                 concurrency=concurrency or settings.SYNC["CONCURRENCY"], queued_at=timezone.now() if enqueue else None,
                 queued_key=key_fingerprint() if enqueue else "", listing=listing,
             )
@@ -148,6 +148,12 @@ def _run_create(*, account: AdAccount, trigger: str, triggered_by: str, enqueue:
         label = f"run #{active.pk} is {active.status}" if active else "another run is active"
         raise SyncRefused(f"account {account.slug!r} is already syncing ({label}); wait for it or cancel it",
                           active_run=active) from None
+
+
+def _filter_of(campaign_ids: list[str], listing: str) -> list[str]:
+    """The run's campaigns, each once: a keep-fresh cycle's in its order (its attempts are claimed in it, the
+    most overdue first), any other run's sorted."""
+    return sorted(set(campaign_ids)) if listing == ListingMode.FULL else list(dict.fromkeys(campaign_ids))
 
 
 def run_retry_failed(*, run: SyncRun, trigger: str, triggered_by: str = "",

@@ -183,13 +183,20 @@ class Command(BaseCommand):
 def _keep_fresh_here(account: AdAccount, seconds: float, out, err) -> list[SyncRun]:
     """The keep-fresh loop in a worker thread; this one reports each cycle and turns Ctrl-C into a stop."""
     stop, done = threading.Event(), []
-    first = account_plan(account, budget=budget_share(account))
-    out.write(f"Keeping {account.slug!r} fresh: {first.load_text()}" +
-              (f"; {first.shortfall_text()}" if first.shortfall_text() else ""))
+    def plan_line(prefix: str) -> int:
+        current = account_plan(account, budget=budget_share(account))
+        out.write(f"{prefix}: {current.load_text()}" + (f"; {current.shortfall_text()}" if current.shortfall_text()
+                                                         else ""))
+        return sum(current.counts.values())
+
+    stored = plan_line(f"Keeping {account.slug!r} fresh")
 
     def report(cycle, run: SyncRun) -> None:
+        nonlocal stored
         listing = ", listed first" if run.listing == ListingMode.REFRESH else ""
         out.write(f"Run #{run.pk}{listing}: {run.campaigns_synced} synced, {run.campaigns_failed} failed")
+        if not stored and listing:  # the plan above knew no campaign yet
+            stored = plan_line("With the campaigns listed")
 
     def loop() -> None:
         try:
