@@ -9,7 +9,7 @@ from syncer.freshness import (
     MAX_STRETCH,
     OTHER,
     PAUSED,
-    USABLE_SHARE,
+    REUSE_MARGIN,
     Targets,
     freshness_class,
     parse_target,
@@ -62,9 +62,10 @@ def test_a_feasible_plan_syncs_every_class_a_little_before_its_target_and_lists_
     assert result.load == pytest.approx(4.625 / 5)
     for klass in (ACTIVE, PAUSED):
         assert 0.9 <= result.stretch(klass) < 1.0
-    # The plan spends what runs can of the budget (USABLE_SHARE): syncs at the planned intervals plus the listing.
+    # The plan spends what runs can of the budget (a slot is reused REUSE_MARGIN after its window): syncs at the
+    # planned intervals plus the listing.
     spent = sum(result.counts[klass] / result.intervals[klass] for klass in (ACTIVE, PAUSED)) + 5 / 40
-    assert spent == pytest.approx(5.0 * USABLE_SHARE)
+    assert spent == pytest.approx(10 / (2 + REUSE_MARGIN))
 
 
 def test_with_budget_to_spare_every_class_is_planned_at_nine_tenths_of_its_target():
@@ -76,16 +77,16 @@ def test_with_budget_to_spare_every_class_is_planned_at_nine_tenths_of_its_targe
 def test_an_overloaded_plan_keeps_active_campaigns_within_their_target_and_defers_the_others_within_four_times():
     # The benchmark's second row: the same with 10/3s, about 135 % load.
     result = plan(counts=BENCH_COUNTS, targets=BENCH_TARGETS, budget=parse_budget("10/3s"), page_size=100)
-    assert result.coverage == pytest.approx((10 / 3) * USABLE_SHARE / 4.625)
+    assert result.coverage == pytest.approx(10 / (3 + REUSE_MARGIN) / 4.625)
     # Both keep a margin: active under its target, paused under four times its own, by the same share.
     assert result.stretch(ACTIVE) < 1.0
     assert 1.0 < result.stretch(PAUSED) < MAX_STRETCH
     assert result.stretch(PAUSED) == pytest.approx(MAX_STRETCH * result.stretch(ACTIVE))
     assert result.deferred == [PAUSED]
     spent = sum(result.counts[klass] / result.intervals[klass] for klass in (ACTIVE, PAUSED)) + 5 / 40
-    assert spent == pytest.approx(10 / 3 * USABLE_SHARE)
-    assert result.intervals[PAUSED] == pytest.approx(789, abs=1)
-    assert result.shortfall_text() == ("the budget covers 68 % of the targets; deferred: paused campaigns to about "
+    assert spent == pytest.approx(10 / (3 + REUSE_MARGIN))
+    assert result.intervals[PAUSED] == pytest.approx(774, abs=1)
+    assert result.shortfall_text() == ("the budget covers 69 % of the targets; deferred: paused campaigns to about "
                                        "every 13 min")
 
 
@@ -115,7 +116,7 @@ def test_a_budget_far_below_the_targets_stretches_every_class_alike_and_says_to_
 def test_the_listing_never_takes_more_than_half_the_budget():
     result = plan(counts={ACTIVE: 100_000}, targets=Targets(active=60, paused=600, other=6000),
                   budget=parse_budget("10/60s"), page_size=100)
-    assert result.listing_pages / result.listing_every == pytest.approx(10 / 60 * USABLE_SHARE / 2)
+    assert result.listing_pages / result.listing_every == pytest.approx(10 / (60 + REUSE_MARGIN) / 2)
 
 
 def test_without_a_budget_every_class_is_planned_at_nine_tenths_of_its_target():
