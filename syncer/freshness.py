@@ -14,11 +14,11 @@ the status page, the admin and the planner of runs share them.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from syncer.budget import RateBudget
+from syncer.validation import DURATION_UNITS, parse_duration
 
 ACTIVE, PAUSED, OTHER = "active", "paused", "other"
 CLASSES = (ACTIVE, PAUSED, OTHER)
@@ -45,7 +45,6 @@ AGE_BIN_LABELS = ("≤ ½ target", "≤ target", "≤ 2x target", "≤ 4x target
 
 TARGET_EXPECTS = "seconds, or a number with s, m, h or d (90s, 1h, 24h, 7d), from 10 s to 365 d"
 TARGET_MIN_SECONDS, TARGET_MAX_SECONDS = 10, 365 * 24 * 3600
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def freshness_class(status: str, *, pinned: bool = False) -> str:
@@ -57,9 +56,13 @@ def freshness_class(status: str, *, pinned: bool = False) -> str:
 
 
 def parse_target(text: str | int) -> int:
-    """A target age in whole seconds from "3600", "90s", "30m", "1h", "24h" or "7d"; ValueError says what is wrong."""
-    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(text).lower())
-    seconds = int(match.group(1)) * _UNITS[match.group(2) or "s"] if match else None
+    """A target age in whole seconds from "3600" or a duration ("90s", "30m", "1h", "24h", "7d"); ValueError says
+    what is wrong."""
+    word = str(text).strip().lower()
+    try:
+        seconds = int(word) if word.isdigit() else int(parse_duration(word).total_seconds())
+    except ValueError:
+        seconds = None
     if seconds is None or not TARGET_MIN_SECONDS <= seconds <= TARGET_MAX_SECONDS:
         raise ValueError(f"{str(text)[:40]!r} is not a target age: expected {TARGET_EXPECTS}")
     return seconds
@@ -68,8 +71,8 @@ def parse_target(text: str | int) -> int:
 def target_text(seconds: float) -> str:
     """The largest unit that says a target exactly: 3600 -> "1h", 90 -> "90s", 86400 * 7 -> "7d"."""
     for unit in ("d", "h", "m"):
-        if seconds >= _UNITS[unit] and seconds % _UNITS[unit] == 0:
-            return f"{int(seconds // _UNITS[unit])}{unit}"
+        if seconds >= DURATION_UNITS[unit] and seconds % DURATION_UNITS[unit] == 0:
+            return f"{int(seconds // DURATION_UNITS[unit])}{unit}"
     return f"{seconds:g}s"
 
 

@@ -19,7 +19,7 @@ THREADS_PER_WORKER_MAX = 2_000  # drain threads one cluster worker process hosts
 Q_WORKERS_MAX = 32  # worker processes per cluster (Q_WORKERS); more hosts scale further
 
 DURATION_EXPECTS = "a whole number and a unit, like 90d, 12h or 3600s"
-_DURATION_UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+DURATION_UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 
 
 def parse_duration(text: str) -> timedelta:
@@ -27,7 +27,7 @@ def parse_duration(text: str) -> timedelta:
     match = re.fullmatch(r"\s*(\d+)\s*([dhms])\s*", text or "")
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"{text!r} is not a duration: expected {DURATION_EXPECTS}")
-    return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    return timedelta(seconds=int(match.group(1)) * DURATION_UNITS[match.group(2)])
 
 
 def email_list(text: str) -> list[str]:
