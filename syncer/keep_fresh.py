@@ -27,25 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q
-from django.db.models.functions import Lower
 from django.utils import timezone
 
 from campaigns.models import ACTIVE_RUN_STATUSES, AdAccount, Campaign, ListingMode, RunStatus, SyncRun, Trigger
 from syncer import services
 from syncer.api_clients import budget_share
 from syncer.budget import RateBudget
-from syncer.freshness import (
-    ACTIVE,
-    CLASSES,
-    OTHER,
-    OTHER_STATUSES,
-    PAUSED,
-    PAUSED_STATUSES,
-    Plan,
-    freshness_class,
-    plan,
-)
+from syncer.freshness import CLASSES, Plan, freshness_class, plan
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +57,12 @@ def keep_fresh_cycle_start(*, account: AdAccount, enqueue: bool) -> Cycle:
     """Start the account's next keep-fresh run; raises SyncRefused when another run is active."""
     now = timezone.now()
     budget = budget_share(account)
-    current = account_plan(account, budget=budget)
+    stored = stored_by_class(account)
+    current = account_plan(account, budget=budget, stored=stored)
     seconds = cycle_seconds(current, budget)
     listing_due = account.listed_at is None or (now - account.listed_at).total_seconds() >= current.listing_every
     calls = cycle_calls(budget, seconds) - (current.listing_pages if listing_due else 0)
-    chosen, next_due_in = overdue(account, current, now=now, horizon=seconds, limit=max(calls, 1))
+    chosen, next_due_in = overdue(stored, current, now=now, horizon=seconds, limit=max(calls, 1))
     if not chosen and not listing_due:
         return Cycle(run=None, plan=current, seconds=seconds, next_due_in=min(next_due_in, current.listing_every))
     run = services.sync_run_start(
@@ -104,10 +93,11 @@ def keep_fresh_foreground(*, account: AdAccount, seconds: float, stop: threading
     return runs
 
 
-def account_plan(account: AdAccount, *, budget: RateBudget | None) -> Plan:
+def account_plan(account: AdAccount, *, budget: RateBudget | None, stored: dict[str, list] | None = None) -> Plan:
     """The plan for the account's campaigns as stored now, under `budget` (its share of its client's)."""
-    return plan(counts=class_counts(account), targets=account.freshness_targets, budget=budget,
-                page_size=settings.SYNC["PAGE_SIZE"])
+    stored = stored_by_class(account) if stored is None else stored
+    return plan(counts={klass: len(rows) for klass, rows in stored.items()}, targets=account.freshness_targets,
+                budget=budget, page_size=settings.SYNC["PAGE_SIZE"])
 
 
 def keep_fresh_tick() -> int:
@@ -163,21 +153,17 @@ def cycle_calls(budget: RateBudget | None, seconds: float) -> int:
     return max(1, math.floor(budget.calls * seconds / budget.window_seconds))
 
 
-def class_counts(account: AdAccount) -> dict[str, int]:
-    counts = dict.fromkeys(CLASSES, 0)
-    rows = (Campaign.objects.filter(account=account).order_by().annotate(status_word=Lower("status"))
-            .values("status_word", "pinned_active").annotate(n=Count("id")))
-    for row in rows:
-        counts[freshness_class(row["status_word"], pinned=row["pinned_active"])] += row["n"]
-    return counts
+def stored_by_class(account: AdAccount) -> dict[str, list[tuple]]:
+    """The account's campaigns by class (freshness_class): (last synced or None, first seen, id, platform id)."""
+    stored: dict[str, list[tuple]] = {klass: [] for klass in CLASSES}
+    rows = Campaign.objects.filter(account=account).values_list(
+        "status", "pinned_active", "last_synced_at", "first_seen_at", "id", "platform_id")
+    for status, pinned, synced, seen, pk, platform_id in rows:
+        stored[freshness_class(status, pinned=pinned)].append((synced, seen, pk, platform_id))
+    return stored
 
 
-_PAUSED = Q(pinned_active=False, status_word__in=PAUSED_STATUSES)
-_OTHER = Q(pinned_active=False, status_word__in=OTHER_STATUSES)
-CLASS_FILTERS = {ACTIVE: ~(_PAUSED | _OTHER), PAUSED: _PAUSED, OTHER: _OTHER}
-
-
-def overdue(account: AdAccount, current: Plan, *, now: datetime, horizon: float,
+def overdue(stored: dict[str, list[tuple]], current: Plan, *, now: datetime, horizon: float,
             limit: int) -> tuple[list[str], float]:
     """The campaigns due within `horizon` seconds, at most `limit`, in the order they fall due; and, when none
     is, the seconds until the first one will be.
@@ -189,20 +175,13 @@ def overdue(account: AdAccount, current: Plan, *, now: datetime, horizon: float,
     next_due = math.inf
     for klass in CLASSES:
         interval = timedelta(seconds=current.intervals[klass])
-        campaigns = (Campaign.objects.filter(account=account).annotate(status_word=Lower("status"))
-                     .filter(CLASS_FILTERS[klass]))
-        room = limit - len(chosen)
-        if room > 0:
-            never = campaigns.filter(last_synced_at__isnull=True).order_by("first_seen_at", "id")
-            chosen += [(seen, platform_id) for platform_id, seen in
-                       never.values_list("platform_id", "first_seen_at")[:room]]
-            due = campaigns.filter(last_synced_at__lte=now + timedelta(seconds=horizon) - interval)
-            chosen += [(synced + interval, platform_id) for platform_id, synced in
-                       due.order_by("last_synced_at", "id").values_list("platform_id", "last_synced_at")[
-                           :max(limit - len(chosen), 0)]]
-        oldest = campaigns.filter(last_synced_at__isnull=False).order_by("last_synced_at").values_list(
-            "last_synced_at", flat=True).first()
-        if oldest is not None:
-            next_due = min(next_due, (oldest + interval - now).total_seconds() - horizon)
+        synced = sorted((last, pk, platform_id) for last, _, pk, platform_id in stored[klass] if last is not None)
+        never = sorted((seen, pk, platform_id) for last, seen, pk, platform_id in stored[klass] if last is None)
+        due = [(last + interval, platform_id) for last, _, platform_id in synced
+               if last <= now + timedelta(seconds=horizon) - interval]
+        chosen += [(seen, platform_id) for seen, _, platform_id in never][:max(limit - len(chosen), 0)]
+        chosen += due[:max(limit - len(chosen), 0)]
+        if synced:
+            next_due = min(next_due, (synced[0][0] + interval - now).total_seconds() - horizon)
     chosen.sort()
     return [platform_id for _, platform_id in chosen], (0.0 if chosen else max(next_due, 0.0))
