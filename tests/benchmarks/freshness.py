@@ -58,7 +58,7 @@ def _measure(ctx: Context, name: str, *, budget: str, keep_fresh: bool) -> dict:
         if command is not None:
             command.stop()  # keep-fresh runs until stopped; the fake platform stays up for its stats
         result = _freshness(database.path)
-        result.update(stats=fake.stats(), first_line=text.splitlines()[0] if text else "", shortfall=shortfall)
+        result.update(stats=fake.stats(), plan_line=_plan_line(text), shortfall=shortfall)
         return result
     finally:
         Proc.stop_all()
@@ -79,6 +79,12 @@ def _measured_enough(path: Path) -> bool:
     if synced < ACTIVE + PAUSED:
         return False
     return time.time() - datetime.fromisoformat(first_pass).replace(tzinfo=UTC).timestamp() > MEASURED + 2
+
+
+def _plan_line(text: str) -> str:
+    """The plan the command said once the first listing stored the campaigns (before it, it knows none)."""
+    lines = [line for line in text.splitlines() if " INFO " not in line and " WARNING " not in line]
+    return next((line for line in lines if line.startswith("With the campaigns listed")), lines[0] if lines else "-")
 
 
 def _status_page_shortfall(env: dict, logdir: Path) -> str:
@@ -159,7 +165,7 @@ def _row(label: str, budget: str, keep: dict, baseline: dict | None) -> Row:
     notes = [f"keep-fresh: {shares(keep)}"]
     if baseline is not None:
         notes.append(f"baseline (full syncs back to back): {shares(baseline)}")
-    notes += [f"status page: {keep.get('shortfall', '-')}", f"plan: {keep.get('first_line', '-')}"]
+    notes += [f"status page: {keep.get('shortfall', '-')}", f"plan: {keep.get('plan_line', '-')}"]
     if complete:
         notes.append(f"first pass {keep['first_pass']:.0f} s")
     measured = (f"active {keep['active']['share'] * 100:.1f} %, paused {keep['paused']['share'] * 100:.1f} %"
