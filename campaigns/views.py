@@ -187,6 +187,7 @@ def freshness_json(status: selectors.AccountStatus) -> dict | None:
         return None
     plan = freshness.plan
     return {
+        "keep_fresh": status.account.keep_fresh,
         "classes": {klass: {"target_seconds": one.target_seconds, "campaigns": one.campaigns,
                             "within_target": one.within_target, "share_within_target": one.share,
                             "oldest_seconds": one.oldest_seconds(status.now)}

@@ -175,3 +175,13 @@ def test_pinning_in_the_admin_needs_trigger_sync_and_survives_the_next_listing(c
     campaigns_upsert(account_id=account.pk, rows=[CampaignRow(platform_id="campaign_1",
                                                               fields={"name": "Renamed", "status": "paused"})])
     assert Campaign.objects.get(pk=campaigns[0].pk).pinned_active
+
+
+def test_the_page_and_its_json_twin_say_when_an_account_is_kept_fresh(staff):
+    account = make_offline_account()
+    aged(account, ("active", 10))
+    assert account_json(staff)["freshness"]["keep_fresh"] is False
+    assert "keep fresh on" not in staff.get("/status/").content.decode()
+    AdAccount.objects.filter(pk=account.pk).update(keep_fresh=True)
+    assert account_json(staff)["freshness"]["keep_fresh"] is True
+    assert "keep fresh on" in staff.get("/status/").content.decode()
