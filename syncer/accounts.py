@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -17,9 +18,16 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SLUG = "default"
 
-# One client per account in this process, with the shape it was built for: account pk -> (shape, client).
-_clients: dict[int, tuple[tuple, PlatformClient]] = {}
+# One client per account in this process, with the shape it was built for: account pk -> (shape, client), the
+# most recently used last. A bounded cache: past its bound the least recently used client is closed and dropped
+# (its secrets leave the log redaction with it). The bound is twice the drain threads a process hosts (each run
+# has one at least), so a client still in use is never the one dropped.
+_clients: OrderedDict[int, tuple[tuple, PlatformClient]] = OrderedDict()
 _clients_lock = threading.Lock()
+
+
+def clients_bound() -> int:
+    return 2 * settings.SYNC["THREADS_PER_WORKER"]
 
 
 class AccountNotFound(LookupError):
@@ -85,8 +93,9 @@ def client_for(account: AdAccount, *, pool_size: int | None = None) -> PlatformC
     shape = (account.rate_limit, repr(client_settings), client_settings.password)
     with _clients_lock:
         cached = _clients.get(account.pk)
-    if cached is not None and cached[0] == shape:
-        return cached[1]
+        if cached is not None and cached[0] == shape:
+            _clients.move_to_end(account.pk)
+            return cached[1]
     # Never read the database under the lock: the threads queued for it may hold every pooled connection
     # (a thousand accounts starting at once on PostgreSQL wedged that way).
     limiter = limiter_for(account)
@@ -98,8 +107,12 @@ def client_for(account: AdAccount, *, pool_size: int | None = None) -> PlatformC
         if replaced is not None and replaced[0] == shape:
             return replaced[1]  # another thread of the account made it meanwhile: this one was never used
         _clients[account.pk] = (shape, client)
-    if replaced is not None:
-        replaced[1].close()
+        _clients.move_to_end(account.pk)
+        dropped = [replaced[1]] if replaced is not None else []
+        while len(_clients) > clients_bound():
+            dropped.append(_clients.popitem(last=False)[1][1])
+    for old_client in dropped:
+        old_client.close()
     return client
 
 

@@ -30,6 +30,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from contextlib import nullcontext
 
 from django.db import DatabaseError, connection, transaction
@@ -64,7 +65,10 @@ class _InProcess:
         self.throttles: list[float] = []  # time.monotonic() of the throttles heard within the last window
 
 
-_in_process: dict[tuple[int, str, str], _InProcess] = {}  # one per client, whichever accounts use it
+# One per client, whichever accounts use it, while a limiter of the client lives (the cached clients of
+# syncer/accounts.py hold theirs): bounded by that cache. A limiter made after the last one went reads the learned
+# budget's age back from the database.
+_in_process: weakref.WeakValueDictionary[tuple[int, str, str], _InProcess] = weakref.WeakValueDictionary()
 _in_process_lock = threading.Lock()
 
 # Without usage headers: so many throttles within one window lower the pacing by a call. A lone 429 in a

@@ -137,6 +137,29 @@ def test_an_edited_account_gets_a_new_client_and_the_replaced_one_is_closed(fake
     third.close()
 
 
+def test_past_its_bound_the_least_recently_used_client_is_closed_with_its_budget_state(make_account, settings):
+    """A process's clients are a bounded cache (twice the drain threads it hosts): the least recently used goes,
+    closed, and with it what the limiter kept of its platform client; the one used last stays."""
+    import gc
+
+    from syncer import limiter
+
+    settings.SYNC = {**settings.SYNC, "THREADS_PER_WORKER": 1}  # a bound of two clients
+    first, second, third = (make_account(slug=slug, rate_limit="10/2s") for slug in ("one", "two", "three"))
+    clients = [client_for(first), client_for(second)]
+    assert client_for(first) is clients[0], "used last: the second is now the least recently used"
+    newest = client_for(third)
+    assert clients[1].closed and not clients[0].closed and not newest.closed, "closed: its secrets are forgotten"
+    assert client_for(first) is clients[0], "the cache kept the one used last"
+    dropped_key = next(key for key in limiter._in_process if key[2] == "client-two")
+    del clients[1]
+    gc.collect()
+    assert dropped_key not in limiter._in_process, "the dropped client's budget state went with its limiter"
+    assert {key[2] for key in limiter._in_process} >= {"client-one", "client-three"}
+    for client in (clients[0], newest):
+        client.close()
+
+
 def test_making_a_client_reads_the_database_outside_the_lock_every_account_shares(account, monkeypatch):
     """The threads queued for that lock may hold every pooled connection: a read under it wedged a fleet."""
     from syncer import accounts
