@@ -191,23 +191,30 @@ def run_prepare(*, run_id: int) -> bool:
         return False
 
 
+def _run_begin(*, run_id: int) -> tuple[SyncRun, bool]:
+    """Mark a queued run running; the run, and whether starting it was this step (a beat of its heartbeat)."""
+    now = timezone.now()
+    begun = SyncRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now)
+    return SyncRun.objects.select_related("account").get(pk=run_id), bool(begun)
+
+
 def _run_prepare(*, run_id: int) -> bool:
     with bind_run(run_id):
-        now = timezone.now()
-        SyncRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING, started_at=now,
-                                                                       heartbeat_at=now)
-        run = SyncRun.objects.select_related("account").get(pk=run_id)
+        # The database steps either side of the listing are patient: the first one is where a connection the
+        # pool checked just before a database restart breaks, and a broken step there would fail the run.
+        run, begun = patiently(_run_begin, run_id=run_id)
         if run.status != RunStatus.RUNNING:
             return False
         if run.prepared_at:
             return True
         if run.listing == ListingMode.SKIP:  # a keep-fresh run of stored campaigns: no listing call
-            waiting = attempts_queue_stored(run=run)
+            waiting = patiently(attempts_queue_stored, run=run)
             log.info("run prepared without a listing: %s campaigns to sync", waiting)
             return True
         stats = CallStats()
         try:
-            with heartbeat(run_id=run_id, beat_now=run.heartbeat_at != now):  # starting it was a beat
+            with heartbeat(run_id=run_id, beat_now=not begun):  # starting it was a beat
                 listing = listing_fetch(run=run, client=client_for(run.account, pool_size=run.concurrency),
                                         page_size=settings.SYNC["PAGE_SIZE"], stats=stats)
         except PlatformError as error:
@@ -216,7 +223,7 @@ def _run_prepare(*, run_id: int) -> bool:
             return False
         _add_counters(run_id, stats)
         run_note_budget(run_id=run_id)  # the listing's answers may have said what the platform allows
-        waiting = attempts_queue(run=run, listing=listing)
+        waiting = patiently(attempts_queue, run=run, listing=listing)
         log.info("run prepared: %s campaigns listed, %s to sync, %s bad rows", len(listing.good), waiting,
                  len(listing.bad))
         return True

@@ -421,6 +421,33 @@ def test_a_postgres_restart_mid_run_is_survived_and_loses_nothing(fake_platform,
     assert_all_synced(run, fake_platform)
 
 
+@pytest.mark.parametrize("step", ["_run_begin", "attempts_queue"])
+def test_a_connection_broken_at_a_step_of_the_runs_prepare_is_replaced_and_the_run_goes_on(
+        fake_platform, account, fast_sync, captured_logs, monkeypatch, step):
+    """The pool checks a connection before it lends it; a database restart just after the check breaks the
+    step that uses it. A real restart cannot be timed to fall between the two, so the step's first try raises
+    what psycopg raises there; the prepare waits it out as the drains do, instead of failing the run."""
+    from django.db import OperationalError
+
+    from syncer import services
+
+    real, tries = getattr(services, step), []
+
+    def broken_once(**kwargs):
+        tries.append(step)
+        if len(tries) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, step, broken_once)
+    fake_platform.update(campaigns=20)
+    run = sync(account, concurrency=5)
+    assert len(tries) == 2, "tried again once"
+    assert "database unavailable (OperationalError)" in captured_logs.getvalue()
+    check_invariants(run, fake_platform, captured_logs)
+    assert_all_synced(run, fake_platform)
+
+
 # --- bad configuration and production settings -------------------------------------------------
 
 def manage(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
