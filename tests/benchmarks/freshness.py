@@ -5,7 +5,8 @@
 --keep-fresh` runs in the foreground; after its first full pass (every campaign synced once) it is
 measured for 200 s from the attempts' own timestamps: the share of campaign-seconds within target per
 class, and the oldest any campaign got. The baseline, a full sync started as soon as the last one
-ends, is measured the same way in the same benchmark run.
+ends, is measured the same way in the same benchmark run. The status page's word on the budget is
+read as soon as the first listing has stored the campaigns, as a person opening it then would see it.
 """
 from __future__ import annotations
 
@@ -46,19 +47,21 @@ def _measure(ctx: Context, name: str, *, budget: str, keep_fresh: bool) -> dict:
         database = SqliteDatabase(logdir / "db.sqlite3", env, logdir)
         fake.reset()
         deadline = time.monotonic() + FIRST_PASS_LIMIT + MEASURED
-        command = None
+        command, announced = None, ("-", None)
         while time.monotonic() < deadline and not _measured_enough(database.path):
             if command is None or not command.alive():
                 args = ("sync_campaigns", "--keep-fresh") if keep_fresh else ("sync_campaigns",)
                 command = Proc("keep-fresh" if keep_fresh else "full-sync", manage(*args), env=env, logdir=logdir)
                 sampler.watch(command, "syncer")
+            if keep_fresh and announced[1] is None and (listed := _first_listed_at(database.path)) is not None:
+                announced = (_status_page_shortfall(env, logdir), time.time() - listed)  # as a person would see it
             time.sleep(1)  # a benchmark's pace of reading, not a wait for a result
-        shortfall = _status_page_shortfall(env, logdir)
         text = command.log_text() if command else ""
         if command is not None:
             command.stop()  # keep-fresh runs until stopped; the fake platform stays up for its stats
         result = _freshness(database.path)
-        result.update(stats=fake.stats(), plan_line=_plan_line(text), shortfall=shortfall)
+        result.update(stats=fake.stats(), plan_line=_plan_line(text), shortfall=announced[0],
+                      announced_after=announced[1])
         return result
     finally:
         Proc.stop_all()
@@ -79,6 +82,18 @@ def _measured_enough(path: Path) -> bool:
     if synced < ACTIVE + PAUSED:
         return False
     return time.time() - datetime.fromisoformat(first_pass).replace(tzinfo=UTC).timestamp() > MEASURED + 2
+
+
+def _first_listed_at(path: Path) -> float | None:
+    """When the first listing stored every campaign (the earliest first_seen_at), once it has; else None."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        stored, first = connection.execute("SELECT COUNT(*), MIN(first_seen_at) FROM campaigns_campaign").fetchone()
+    except sqlite3.OperationalError:
+        return None  # not migrated yet
+    finally:
+        connection.close()
+    return datetime.fromisoformat(first).replace(tzinfo=UTC).timestamp() if stored >= ACTIVE + PAUSED else None
 
 
 def _plan_line(text: str) -> str:
@@ -157,15 +172,21 @@ def _row(label: str, budget: str, keep: dict, baseline: dict | None) -> Row:
         ok = complete and all(keep[klass]["share"] >= 0.99 for klass in TARGETS)
         target = ">= 99 % of campaign-seconds within target in each class"
     else:
+        announced = keep.get("announced_after")
         ok = (complete and keep["active"]["share"] >= 0.99
               and all(keep[klass]["oldest"] <= 4 * TARGETS[klass] for klass in TARGETS)
-              and keep["shortfall"].startswith("the budget covers"))
-        target = "active >= 99 % within target; none older than 4x its target; the shortfall announced"
+              and keep["shortfall"].startswith("the budget covers")
+              and announced is not None and announced < TARGETS["paused"])
+        target = ("active >= 99 % within target; none older than 4x its target; the shortfall announced before "
+                  "a paused campaign can be past its target")
     ok = ok and r429 == 0
     notes = [f"keep-fresh: {shares(keep)}"]
     if baseline is not None:
         notes.append(f"baseline (full syncs back to back): {shares(baseline)}")
-    notes += [f"status page: {keep.get('shortfall', '-')}", f"plan: {keep.get('plan_line', '-')}"]
+    if keep.get("announced_after") is not None:
+        notes.append(f"status page {keep['announced_after']:.0f} s after the first listing stored the campaigns: "
+                     f"{keep.get('shortfall', '-')}")
+    notes.append(f"plan: {keep.get('plan_line', '-')}")
     if complete:
         notes.append(f"first pass {keep['first_pass']:.0f} s")
     measured = (f"active {keep['active']['share'] * 100:.1f} %, paused {keep['paused']['share'] * 100:.1f} %"
