@@ -11,13 +11,11 @@ read as soon as the first listing has stored the campaigns, as a person opening 
 from __future__ import annotations
 
 import bisect
-import sqlite3
 import time
-from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 
-from tests.benchmarks.harness import Proc, Row, Sampler, SqliteDatabase, base_env, manage
+from tests.benchmarks.harness import Proc, Row, Sampler, SqliteDatabase, base_env, manage, parse_dt
 from tests.benchmarks.scenarios import Context, _fake_platform, _last_line
 
 ACTIVE, PAUSED, LATENCY = 100, 400, 0.1
@@ -48,18 +46,18 @@ def _measure(ctx: Context, name: str, *, budget: str, keep_fresh: bool) -> dict:
         fake.reset()
         deadline = time.monotonic() + FIRST_PASS_LIMIT + MEASURED
         command, announced = None, ("-", None)
-        while time.monotonic() < deadline and not _measured_enough(database.path):
+        while time.monotonic() < deadline and not _measured_enough(database):
             if command is None or not command.alive():
                 args = ("sync_campaigns", "--keep-fresh") if keep_fresh else ("sync_campaigns",)
                 command = Proc("keep-fresh" if keep_fresh else "full-sync", manage(*args), env=env, logdir=logdir)
                 sampler.watch(command, "syncer")
-            if keep_fresh and announced[1] is None and (listed := _first_listed_at(database.path)) is not None:
+            if keep_fresh and announced[1] is None and (listed := _first_listed_at(database)) is not None:
                 announced = (_status_page_shortfall(env, logdir), time.time() - listed)  # as a person would see it
             time.sleep(1)  # a benchmark's pace of reading, not a wait for a result
         text = command.log_text() if command else ""
         if command is not None:
             command.stop()  # keep-fresh runs until stopped; the fake platform stays up for its stats
-        result = _freshness(database.path)
+        result = _freshness(database)
         result.update(stats=fake.stats(), plan_line=_plan_line(text), shortfall=announced[0],
                       announced_after=announced[1])
         return result
@@ -68,32 +66,22 @@ def _measure(ctx: Context, name: str, *, budget: str, keep_fresh: bool) -> dict:
         sampler.stop()
 
 
-def _measured_enough(path: Path) -> bool:
+def _measured_enough(database: SqliteDatabase) -> bool:
     """True once MEASURED seconds have passed since every campaign was synced once (the first full pass)."""
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        synced, first_pass = connection.execute(
-            "SELECT COUNT(*), MAX(first) FROM (SELECT MIN(finished_at) AS first FROM campaigns_syncattempt "
-            "WHERE status = 'succeeded' GROUP BY campaign_id)").fetchone()
-    except sqlite3.OperationalError:
-        return False  # not migrated yet
-    finally:
-        connection.close()
-    if synced < ACTIVE + PAUSED:
-        return False
-    return time.time() - datetime.fromisoformat(first_pass).replace(tzinfo=UTC).timestamp() > MEASURED + 2
+    [(synced, first_pass)] = database.rows(
+        "SELECT COUNT(*), MAX(first) FROM (SELECT MIN(finished_at) AS first FROM campaigns_syncattempt "
+        "WHERE status = 'succeeded' GROUP BY campaign_id)")
+    return synced >= ACTIVE + PAUSED and time.time() - _seconds(first_pass) > MEASURED + 2
 
 
-def _first_listed_at(path: Path) -> float | None:
+def _first_listed_at(database: SqliteDatabase) -> float | None:
     """When the first listing stored every campaign (the earliest first_seen_at), once it has; else None."""
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        stored, first = connection.execute("SELECT COUNT(*), MIN(first_seen_at) FROM campaigns_campaign").fetchone()
-    except sqlite3.OperationalError:
-        return None  # not migrated yet
-    finally:
-        connection.close()
-    return datetime.fromisoformat(first).replace(tzinfo=UTC).timestamp() if stored >= ACTIVE + PAUSED else None
+    [(stored, first)] = database.rows("SELECT COUNT(*), MIN(first_seen_at) FROM campaigns_campaign")
+    return _seconds(first) if stored >= ACTIVE + PAUSED else None
+
+
+def _seconds(stored: str) -> float:
+    return parse_dt(stored).timestamp()
 
 
 def _plan_line(text: str) -> str:
@@ -111,21 +99,16 @@ def _status_page_shortfall(env: dict, logdir: Path) -> str:
     return _last_line(proc.log_text())
 
 
-def _freshness(path: Path) -> dict:
+def _freshness(database: SqliteDatabase) -> dict:
     """Per class: the share of campaign-seconds within target over MEASURED s after the first full pass, the
     oldest age seen; from the succeeded attempts' finished_at."""
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        rows = connection.execute(
-            "SELECT c.platform_id, c.status, a.finished_at FROM campaigns_syncattempt a "
-            "JOIN campaigns_campaign c ON c.id = a.campaign_id WHERE a.status = 'succeeded' "
-            "ORDER BY a.finished_at").fetchall()
-    finally:
-        connection.close()
+    rows = database.rows(
+        "SELECT c.platform_id, c.status, a.finished_at FROM campaigns_syncattempt a "
+        "JOIN campaigns_campaign c ON c.id = a.campaign_id WHERE a.status = 'succeeded' ORDER BY a.finished_at")
     syncs: dict[str, list[float]] = {}
     status: dict[str, str] = {}
     for platform_id, campaign_status, finished in rows:
-        syncs.setdefault(platform_id, []).append(datetime.fromisoformat(finished).replace(tzinfo=UTC).timestamp())
+        syncs.setdefault(platform_id, []).append(_seconds(finished))
         status[platform_id] = campaign_status
     if len(syncs) < ACTIVE + PAUSED:
         return {"complete": False, "synced": len(syncs)}

@@ -263,7 +263,7 @@ class FakePlatform:
 _SQLITE_TEMPLATE: Path | None = None
 
 
-def _parse_dt(value) -> datetime | None:
+def parse_dt(value) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else value
     text = str(value).replace("T", " ")
@@ -290,7 +290,7 @@ class Database:
         for row in rows:
             run = dict(zip(RUN_COLUMNS, row, strict=False))
             for key in ("created_at", "started_at", "prepared_at", "finished_at"):
-                run[key] = _parse_dt(run[key])
+                run[key] = parse_dt(run[key])
             runs.append(run)
         return runs
 
@@ -307,6 +307,9 @@ class Database:
     def scalar(self, sql: str):
         rows = self._query(sql)
         return rows[0][0] if rows else None
+
+    def rows(self, sql: str) -> list[tuple]:
+        return self._query(sql)
 
     def _query(self, sql: str) -> list[tuple]:
         raise NotImplementedError
