@@ -11,6 +11,9 @@ breaker or met it open, and a failed probe, are held: they spend none of
 their call's tries. An outage that lasts `max_outage` seconds makes every
 held call raise `OutageTooLong`.
 
+A held call given a `stop` event raises `Stopped` (syncer/stops.py) once it is set
+(its worker exiting, its run cancelled), as a wait for the budget does.
+
 So the calls an outage costs are the few that opened it and the calls in
 flight when it began, then one probe per doubling of its length, whatever
 the number of threads.
@@ -28,9 +31,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from syncer.stops import Stopped
+
 log = logging.getLogger(__name__)
 
 OUTAGE_FAILURES = 5  # consecutive outage-like failures that open the breaker: a few, so random 5xx do not
+STOP_POLL_SECONDS = 0.5  # how soon a held call notices its stop
 
 
 class OutageTooLong(Exception):
@@ -71,11 +77,13 @@ class Breaker:
 
     # --- the three steps of a call ------------------------------------------------
 
-    def enter(self) -> Pass:
-        """Wait while the breaker is open, unless this call becomes the probe."""
+    def enter(self, stop: threading.Event | None = None) -> Pass:
+        """Wait while the breaker is open, unless this call becomes the probe; Stopped once `stop` is set."""
         waited_in, gave_up = None, False  # the outage this call waited in, if any
         with self._cond:
             while self._began is not None:
+                if stop is not None and stop.is_set():
+                    raise Stopped()
                 waited_in, now = self._outages, time.monotonic()
                 if now - self._began >= self.max_outage:
                     self._give_up()
@@ -84,7 +92,7 @@ class Breaker:
                 if now >= self._next_probe_at and self._probe is None:
                     self._probe = Pass(probe=True, outage=self._outages)
                     return self._probe
-                self._wait(now)
+                self._wait(now, polling=stop is not None)
             too_long = waited_in is not None and self._given_up == waited_in
             ticket = Pass(probe=False, outage=self._outages)
         if gave_up:
@@ -138,10 +146,12 @@ class Breaker:
 
     # --- inside the lock --------------------------------------------------------------
 
-    def _wait(self, now: float) -> None:
+    def _wait(self, now: float, *, polling: bool) -> None:
         deadline = self._began + self.max_outage
         # Until the next probe is due; once it is due and not ours, until someone notifies (or the deadline).
         wake = self._next_probe_at if now < self._next_probe_at else deadline
+        if polling:  # a stop sets no condition: look at it every STOP_POLL_SECONDS (only while the platform is down)
+            wake = min(wake, now + STOP_POLL_SECONDS)
         self._cond.wait(max(0.001, min(wake, deadline) - now))
 
     def _failure(self, ticket: Pass, sent_at: float) -> bool:

@@ -54,6 +54,7 @@ from syncer.platforms.base import (
     Request,
     Verdict,
 )
+from syncer.stops import pause
 from syncer.tokens import AccessWithdrawn, Lease, TokenKeeper
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class PlatformClient:
         log.warning("the campaign list still says there is more after %s pages: stopped at the page cap", max_pages)
 
     def sync_campaign(self, platform_id: str, *, stats: CallStats, stop: threading.Event | None = None) -> None:
-        """Sync one campaign: PlatformError unless the platform confirms; Stopped when `stop` is set before it goes."""
+        """Sync one campaign: PlatformError unless the platform confirms; Stopped when `stop` is set while it waits."""
         def confirmed(body: dict) -> dict:
             if not self.platform.sync_confirmed(body):
                 raise PlatformError(BAD_RESPONSE, "the platform did not confirm the sync",
@@ -205,14 +206,14 @@ class PlatformClient:
             except _Throttled as throttle:
                 throttles += 1
                 wait = self._throttle_wait(throttle, throttles, waited)
-                time.sleep(wait)
+                pause(wait, call.stop)
                 waited += wait
             except PlatformError as error:
                 tries += 1
                 if not error.retryable or tries >= self.settings.max_attempts or waited >= self.settings.max_wait:
                     raise
                 wait = self._wait_seconds(error, tries, waited)
-                time.sleep(wait)
+                pause(wait, call.stop)
                 waited += wait
             if call.sent:
                 call.stats.retries += 1
@@ -249,7 +250,7 @@ class PlatformClient:
     # --- one try: the breaker, a rate slot, a token, the exchange -------------------
 
     def _api_try(self, request: Request, call: _Call) -> dict:
-        ticket = self.breaker.enter()
+        ticket = self.breaker.enter(call.stop)
         try:
             permit = self.limiter.acquire(call.stop)  # every data call, retries included, spends budget
         except BaseException:
@@ -381,7 +382,7 @@ class _Call:
 
     stats: CallStats
     began: float
-    stop: threading.Event | None = None  # set: stop waiting for the budget (Stopped)
+    stop: threading.Event | None = None  # set: stop waiting (budget, retry, throttle, outage): Stopped
     sent: bool = False  # did the current try send anything?
     refusals: int = 0
 

@@ -15,8 +15,8 @@ from syncer.claims import attempts_claim, claims_release
 from syncer.client import CallStats, PlatformClient, PlatformError
 from syncer.connections import patiently
 from syncer.heartbeat import process_claims_prefix
-from syncer.pacing import Stopped
 from syncer.recording import CALL_COUNTERS, outcome_record
+from syncer.stops import Stopped
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class Outcome:
     error: PlatformError | None
     stats: CallStats
     latency_ms: int
+    stopped: bool = False  # its stop was set while it waited: nothing to record, its claim goes back
 
 
 def worker_name() -> str:
@@ -58,7 +59,7 @@ class ClaimSize:
 
 
 def attempt_sync(*, attempt: SyncAttempt, client: PlatformClient, stop: threading.Event | None = None) -> Outcome:
-    """Sync one attempt's campaign; Stopped (nothing sent) when `stop` is set while it waits for the budget."""
+    """Sync one attempt's campaign; a stopped outcome when `stop` is set while it waits (budget, retry, outage)."""
     stats = CallStats()
     started = time.monotonic()
     try:
@@ -66,6 +67,8 @@ def attempt_sync(*, attempt: SyncAttempt, client: PlatformClient, stop: threadin
         error = None
     except PlatformError as platform_error:
         error = platform_error
+    except Stopped:
+        return Outcome(None, stats, 0, stopped=True)
     elapsed_ms = int((time.monotonic() - started) * 1000)
     return Outcome(error, stats, stats.last_latency_ms if stats.last_latency_ms is not None else elapsed_ms)
 
@@ -76,9 +79,9 @@ def attempt_complete(*, attempt: SyncAttempt, outcome: Outcome) -> bool:
                           latency_ms=outcome.latency_ms, now=timezone.now())
 
 
-def counter_increments(stats: CallStats) -> dict:
-    """The run's call counters, each raised by what `stats` cost (an UPDATE with F() expressions)."""
-    return {name: F(name) + getattr(stats, name) for name in CALL_COUNTERS}
+def calls_count(run_id: int, stats: CallStats) -> None:
+    """Raise the run's call counters by what `stats` cost (one UPDATE with F() expressions)."""
+    SyncRun.objects.filter(pk=run_id).update(**{name: F(name) + getattr(stats, name) for name in CALL_COUNTERS})
 
 
 def unfinished_attempts(run_id: int):
@@ -127,15 +130,17 @@ def _sync_claimed(attempts: list[SyncAttempt], client: PlatformClient, claim_siz
                   stop: threading.Event | None) -> tuple[int, PlatformError | None]:
     """Sync and record claimed attempts; how many were recorded, and the error that ends the run, if any.
 
-    Stopped while one waits for the budget, it and the rest go back to the queue for the run's next worker.
+    Stopped while one waits, it and the rest go back to the queue for the run's next worker (in a run
+    cancelled meanwhile, the drain's end closes them); the tries it made before are counted on the run.
     """
     done = 0
     for index, attempt in enumerate(attempts):
         started = time.monotonic()
-        try:
-            outcome = attempt_sync(attempt=attempt, client=client, stop=stop)
-        except Stopped:
+        outcome = attempt_sync(attempt=attempt, client=client, stop=stop)
+        if outcome.stopped:
             patiently(claims_release, attempts[index:])
+            if outcome.stats.requests:
+                patiently(calls_count, attempt.run_id, outcome.stats)
             return done, None
         if patiently(attempt_complete, attempt=attempt, outcome=outcome):
             done += 1

@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from campaigns.models import AttemptStatus, SyncAttempt, SyncRun
+from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun
 from syncer.connections import connection_release
 
 
@@ -39,8 +39,9 @@ def process_claims_prefix() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:"
 
 
-def beat(run_ids: list[int]) -> None:
-    """Renew this process's claims on the runs, then the runs, skipping rows another transaction holds.
+def beat(run_ids: list[int]) -> list[int]:
+    """Renew this process's claims on the runs, then the runs, skipping rows another transaction holds;
+    return the runs among them that were cancelled (from the admin, the status page, another process).
 
     A row held is being written by a live worker (an outcome or a prepared
     listing beats its run itself, a claim sets a fresh lease), so waiting
@@ -55,6 +56,7 @@ def beat(run_ids: list[int]) -> None:
         run_id__in=run_ids, status=AttemptStatus.RUNNING, claimed_by__startswith=process_claims_prefix(),
     ), lease_expires_at=now + timedelta(seconds=lease_seconds()))
     _unlocked_update(SyncRun.objects.filter(pk__in=run_ids), heartbeat_at=now)
+    return list(SyncRun.objects.filter(pk__in=run_ids, status=RunStatus.CANCELLED).values_list("pk", flat=True))
 
 
 def _unlocked_update(rows, **values) -> None:
@@ -64,29 +66,47 @@ def _unlocked_update(rows, **values) -> None:
 
 
 class ProcessHeartbeat:
-    """The runs this process works on (a count of the blocks open on each), and the one thread beating for them."""
+    """The runs this process works on (a count of the blocks open on each), and the one thread beating for them.
+
+    A block may bring an event to set when its run is found cancelled:
+    its drain's stop, so calls waiting for the budget or a retry go back
+    unsent instead of going out a window after the cancel.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: Counter[int] = Counter()
+        self._on_cancel: dict[int, list[threading.Event]] = defaultdict(list)
         self._woken = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, run_id: int) -> None:
+    def add(self, run_id: int, on_cancel: threading.Event | None = None) -> None:
         with self._lock:
             self._runs[run_id] += 1
+            if on_cancel is not None:
+                self._on_cancel[run_id].append(on_cancel)
             if self._thread is None or not self._thread.is_alive():  # none yet, or a forked worker's copy
                 self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
                 self._thread.start()
         self._woken.set()  # the lease may be another now (a test's, an edited setting): time the next beat anew
 
-    def remove(self, run_id: int) -> None:
+    def remove(self, run_id: int, on_cancel: threading.Event | None = None) -> None:
         with self._lock:
             self._runs[run_id] -= 1
+            if on_cancel is not None:
+                self._on_cancel[run_id].remove(on_cancel)
             if self._runs[run_id] <= 0:
                 del self._runs[run_id]
+                self._on_cancel.pop(run_id, None)
             if not self._runs:
                 self._woken.set()  # the last run ended: give the connection back now
+
+    def cancelled(self, run_ids: list[int]) -> None:
+        """The runs were cancelled: set the events their blocks here brought."""
+        with self._lock:
+            events = [event for run_id in run_ids for event in self._on_cancel.get(run_id, ())]
+        for event in events:
+            event.set()
 
     def _loop(self) -> None:
         last = time.monotonic()
@@ -102,7 +122,7 @@ class ProcessHeartbeat:
                 continue
             last = time.monotonic()
             try:
-                beat(run_ids)
+                self.cancelled(beat(run_ids))
             except DatabaseError:  # a database restart: beat again next time, on a new connection
                 connection.close()
 
@@ -111,13 +131,14 @@ PROCESS_HEARTBEAT = ProcessHeartbeat()
 
 
 @contextmanager
-def heartbeat(*, run_id: int, beat_now: bool = True):
-    """Beat now (unless the caller just did) and every third of a lease until the block ends."""
-    if beat_now:
-        beat([run_id])
-    connection_release()  # the block waits on other things than the database
-    PROCESS_HEARTBEAT.add(run_id)
+def heartbeat(*, run_id: int, beat_now: bool = True, on_cancel: threading.Event | None = None):
+    """Beat now (unless the caller just did) and every third of a lease until the block ends; set `on_cancel`
+    when a beat finds the run cancelled (within a third of a lease), or at once on a cancel in this process."""
+    PROCESS_HEARTBEAT.add(run_id, on_cancel)
     try:
+        if beat_now:
+            PROCESS_HEARTBEAT.cancelled(beat([run_id]))
+        connection_release()  # the block waits on other things than the database
         yield
     finally:
-        PROCESS_HEARTBEAT.remove(run_id)
+        PROCESS_HEARTBEAT.remove(run_id, on_cancel)

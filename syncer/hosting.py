@@ -23,6 +23,7 @@ from django.db import connection
 from campaigns.models import RunStatus, SyncRun
 from syncer import services
 from syncer.queueing import drain_enqueue
+from syncer.stops import Stop
 
 
 @dataclass
@@ -31,14 +32,14 @@ class _Hosting:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     threads: int = 0
-    stopping: threading.Event = field(default_factory=threading.Event)
+    stopping: Stop = field(default_factory=Stop)
     exit_hook: object = None
 
 
 HOSTING = _Hosting()
 
 
-def stopping() -> threading.Event:
+def stopping() -> Stop:
     """Set when this worker process exits: hosted drains finish their calls in flight and stop claiming."""
     return HOSTING.stopping
 

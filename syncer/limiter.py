@@ -42,9 +42,10 @@ from syncer.answer_times import answer_noted, safety_margin
 from syncer.api_clients import api_client_of, client_slots_ensure, slots_ensure
 from syncer.budget import RateBudget
 from syncer.connections import connection_release, patiently
-from syncer.pacing import Limiter, NoLimit, Permit, Stopped
+from syncer.pacing import Limiter, NoLimit, Permit
 from syncer.platforms.base import BudgetSignal
 from syncer.slot_clock import ProcessCall, ProcessWindow, now_sql
+from syncer.stops import Stopped, pause
 
 __all__ = ["DatabaseLimiter", "SlotPermit", "limiter_for", "slots_ensure"]
 
@@ -122,13 +123,6 @@ class SlotPermit:
         return max(departed, answered - answer_noted(method, answered - departed))
 
 
-def _sleep(seconds: float, stop: threading.Event | None) -> None:
-    if stop is None:
-        time.sleep(seconds)
-    elif stop.wait(seconds):
-        raise Stopped()
-
-
 def slot_interval(budget: RateBudget) -> float:
     """How long after its last call a slot can be taken again."""
     return budget.window_seconds + safety_margin(budget.window_seconds)
@@ -154,10 +148,14 @@ class DatabaseLimiter:
             return self._acquire(stop)
 
     def _acquire(self, stop: threading.Event | None) -> Permit:
-        while isinstance(got := patiently(self._slot_try), float):
+        while True:
+            if stop is not None and stop.is_set():
+                raise Stopped()  # also after queueing behind another drain's wait: no call goes once stopped
+            got = patiently(self._slot_try)
+            if not isinstance(got, float):
+                return got
             if got > 0:
-                _sleep(got, stop)
-        return got
+                pause(got, stop)
 
     def _slot_try(self) -> Permit | float:
         """Take the oldest slot if it is free: its permit, else the seconds to wait before looking again."""

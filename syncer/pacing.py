@@ -17,12 +17,8 @@ class Permit(Protocol):
     def sent(self, method: str, at: float, answered_at: float | None) -> None: ...
 
 
-class Stopped(Exception):
-    """The wait for the budget ended because `stop` was set: no call went, and none will on this permit."""
-
-
 class Limiter(Protocol):
-    # Wait for the budget; raise Stopped when `stop` is set first (a worker exiting sends no call a window late).
+    # Wait for the budget; raise Stopped (syncer/stops.py) once `stop` is set: no call goes a window late.
     def acquire(self, stop: threading.Event | None = None) -> Permit: ...
 
     # What an answer said of the platform's real budget for this client.

@@ -15,6 +15,7 @@ from syncer import drain, janitor
 from syncer.api_clients import api_client_of
 from syncer.connections import patiently
 from syncer.failures import internal_reason
+from syncer.heartbeat import PROCESS_HEARTBEAT
 from syncer.logs import bind_run
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ def _run_stop(*, run_id: int, status: str, reason: str, category: str = "") -> b
         else:
             janitor.attempts_fail(run_id=run_id, attempts=pending, message=f"not attempted: {reason}",
                                   category=category, now=now)
+    if status == RunStatus.CANCELLED:
+        PROCESS_HEARTBEAT.cancelled([run_id])  # this process's drains of it stop now, others' at their next beat
     with bind_run(run_id):
         log.warning("run %s: %s", status, reason)
     return True

@@ -39,6 +39,7 @@ from syncer.prepare import attempts_queue, attempts_queue_stored, listing_fetch
 from syncer.queueing import run_enqueue
 from syncer.run_end import run_cancel as run_cancel
 from syncer.run_end import run_fail, run_fail_internal, run_finish_if_done, run_note_budget
+from syncer.stops import Stop
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +219,10 @@ def _run_prepare(*, run_id: int) -> bool:
                 listing = listing_fetch(run=run, client=client_for(run.account, pool_size=run.concurrency),
                                         page_size=settings.SYNC["PAGE_SIZE"], stats=stats)
         except PlatformError as error:
-            _add_counters(run_id, stats)
+            drain.calls_count(run_id, stats)
             run_fail(run_id=run_id, reason=f"listing campaigns failed: {error.message}")
             return False
-        _add_counters(run_id, stats)
+        drain.calls_count(run_id, stats)
         run_note_budget(run_id=run_id)  # the listing's answers may have said what the platform allows
         waiting = patiently(attempts_queue, run=run, listing=listing)
         log.info("run prepared: %s campaigns listed, %s to sync, %s bad rows", len(listing.good), waiting,
@@ -230,12 +231,14 @@ def _run_prepare(*, run_id: int) -> bool:
 
 
 def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None,
-              stop: threading.Event | None = None, beat_now: bool = True) -> int:
+              stop: Stop | None = None, beat_now: bool = True) -> int:
     """Sync the run's pending attempts with `threads` parallel workers in this process.
 
     Ends when no work is left, after `max_seconds`, or once `stop` is set
-    (the calls in flight finish first). `beat_now=False` when the caller
-    has just shown the run alive (it prepared it).
+    or the run is cancelled: the calls in flight finish, and calls still
+    waiting (for a rate slot, a retry, an outage's end) go back unsent.
+    `beat_now=False` when the caller has just shown the run alive (it
+    prepared it).
     """
     run = SyncRun.objects.select_related("account").get(pk=run_id)
     if run.status != RunStatus.RUNNING:
@@ -244,19 +247,20 @@ def run_drain(*, run_id: int, threads: int, max_seconds: float | None = None,
     client = client_for(run.account, pool_size=run.concurrency)  # one client for all of this process's drains
     deadline = time.monotonic() + (max_seconds if max_seconds is not None else math.inf)
     name, watch = drain.worker_name(), threading.Lock()
+    halt = stop.linked() if stop is not None else Stop()  # this drain's: set by `stop`, or by a cancel of the run
 
     def work(index: int) -> int:
         try:
             with bind_run(run_id):
                 return drain.drain_loop(run_id=run_id, client=client, worker=f"{name}/{index}", deadline=deadline,
-                                        stop=stop, watch=watch,
+                                        stop=halt, watch=watch,
                                         on_fatal=lambda error: run_fail(run_id=run_id, reason=error.message,
                                                                         category=error.category))
         except Exception as error:  # the other threads see the run failed and stop claiming
             run_fail_internal(run_id=run_id, step="syncing", error=error)
             return 0
 
-    with heartbeat(run_id=run_id, beat_now=beat_now), \
+    with heartbeat(run_id=run_id, beat_now=beat_now, on_cancel=halt), \
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"run{run_id}") as pool:
         done = sum(pool.map(work, range(threads)))
     # This drain's threads have all ended: a claim of theirs still open in an ended run is abandoned.
@@ -273,10 +277,6 @@ def run_execute(*, run_id: int, threads: int | None = None) -> SyncRun:
     else:
         patiently(run_finish_if_done, run_id=run_id)
     return patiently(SyncRun.objects.get, pk=run_id)
-
-
-def _add_counters(run_id: int, stats: CallStats) -> None:
-    SyncRun.objects.filter(pk=run_id).update(**drain.counter_increments(stats))
 
 
 def account_test_connection(*, account: AdAccount) -> tuple[bool, str]:

@@ -118,6 +118,25 @@ def test_a_cancelled_run_takes_no_new_work_within_seconds(qcluster, fake_platfor
     assert run.campaigns_synced == synced < 100
 
 
+def test_a_run_cancelled_from_another_process_while_its_claim_waits_for_the_budget_sends_nothing_more(
+        qcluster, fake_platform, make_account):
+    """The cancel comes from this process, the drain is the cluster's: its heartbeat sees the cancel."""
+    window = 120  # the claimed call would wait this long for its slot; the drain must end well within it
+    fake_platform.update(campaigns=5, rate_limit=f"2/{window}s")
+    run = start_run(make_account(rate_limit=f"2/{window}s"), concurrency=1)
+    qcluster.start()
+    waiting = SyncAttempt.objects.filter(run=run, status=AttemptStatus.RUNNING)
+    wait_until(lambda: fake_platform.stats["synced_total"] == 1 and waiting.exists(), timeout=60,
+               message="the listing and one sync go, and the next claim waits for the window's end")
+    assert run_cancel(run_id=run.pk, who="test")
+    open_attempts = SyncAttempt.objects.filter(run=run, status__in=[AttemptStatus.PENDING, AttemptStatus.RUNNING])
+    wait_until(lambda: not open_attempts.exists(), timeout=window / 3,
+               message="the cluster's drain stops waiting, and its end closes the claim it put back")
+    assert fake_platform.stats["synced_total"] == 1, "no call went after the cancel"
+    assert SyncAttempt.objects.filter(run=run, status=AttemptStatus.CANCELLED).count() == 4
+    assert SyncRun.objects.get(pk=run.pk).status == RunStatus.CANCELLED
+
+
 def test_a_second_run_for_a_busy_account_is_refused(make_account):
     account = make_account()
     first = start_run(account)

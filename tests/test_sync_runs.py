@@ -149,12 +149,13 @@ def test_a_drain_stopped_while_its_claim_waits_for_the_budget_sends_nothing_and_
         fake_platform, make_account):
     """A worker exiting (cluster stop, recycle) must not hold its process a window to send a claimed call."""
     from syncer.services import run_drain, run_prepare
+    from syncer.stops import Stop
 
     fake_platform.update(campaigns=5, rate_limit="2/60s")
     account = make_account(rate_limit="2/60s")
     run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test")
     assert run_prepare(run_id=run.pk)  # the listing: the first of the window's two calls
-    stop = threading.Event()
+    stop = Stop()
     drain = Background(lambda: run_drain(run_id=run.pk, threads=1, stop=stop), name="drain")
     waiting = run.attempts.filter(status=AttemptStatus.RUNNING)
     try:
