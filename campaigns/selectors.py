@@ -28,6 +28,7 @@ from campaigns.models import (
     SyncStatus,
 )
 from syncer.api_clients import budget_shares
+from syncer.budget import RateBudget
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class AccountStatus:
     failed_campaigns: int
     run: SyncRun | None  # the active run, else the latest one
     budget_note: str | None = None  # the platform allows less than configured (ApiClient.budget_note)
+    budget: RateBudget | None = None  # the account's share of the budget in effect (learned, when lower)
     freshness: AccountFreshness | None = None  # its classes against their targets, and what they ask of the budget
     health: CallHealth = field(default_factory=CallHealth)
     now: datetime = field(default_factory=timezone.now)
@@ -67,7 +69,7 @@ class AccountStatus:
 
     @property
     def eta_seconds(self) -> float | None:
-        return run_eta_seconds(self.run, now=self.now) if self.run else None
+        return run_eta_seconds(self.run, budget=self.budget, now=self.now) if self.run else None
 
     @property
     def progress_percent(self) -> float | None:
@@ -126,8 +128,8 @@ def account_statuses(*, now: datetime) -> list[AccountStatus]:
     runs = SyncRun.objects.in_bulk([account.current_run_id for account in accounts if account.current_run_id])
     latencies = run_latencies(run_ids=list(runs))
     clients = {(client.base_url, client.client_id): client for client in ApiClient.objects.all()}
-    freshness = accounts_freshness(accounts, budgets=budget_shares(accounts, clients),
-                                   page_size=settings.SYNC["PAGE_SIZE"], now=now)
+    budgets = budget_shares(accounts, clients)
+    freshness = accounts_freshness(accounts, budgets=budgets, page_size=settings.SYNC["PAGE_SIZE"], now=now)
     statuses = []
     for account in accounts:
         run = runs.get(account.current_run_id)
@@ -138,6 +140,7 @@ def account_statuses(*, now: datetime) -> list[AccountStatus]:
             campaigns=sum(counts[account.pk].values()), failed_campaigns=counts[account.pk][SyncStatus.FAILED],
             run=run, health=call_health(latencies.get(run.pk, []) if run else []), now=now,
             budget_note=_budget_note(clients.get(ApiClient.key_of(account))), freshness=freshness.get(account.pk),
+            budget=budgets[account.pk],
         ))
     return statuses
 
@@ -188,8 +191,9 @@ def run_progress_percent(run: SyncRun) -> float | None:
     return min(100.0, 100.0 * run.campaigns_done / run.campaigns_listed)
 
 
-def run_eta_seconds(run: SyncRun, *, now: datetime | None = None) -> float | None:
-    """Seconds until an active run is done: remaining calls paced by the rate budget.
+def run_eta_seconds(run: SyncRun, *, budget: RateBudget | None, now: datetime | None = None) -> float | None:
+    """Seconds until an active run is done: remaining calls paced by `budget`, the account's share of the
+    budget in effect (the one the platform allows, when lower than configured; see budget_shares).
 
     The budget is only a floor: when the platform answers slower than the
     budget allows, the run's observed pace is the better guess, so the
@@ -201,7 +205,6 @@ def run_eta_seconds(run: SyncRun, *, now: datetime | None = None) -> float | Non
     if not remaining:
         return 0.0
     guesses = []
-    budget = run.account.budget
     if budget is not None:
         guesses.append(remaining * budget.seconds_per_call)
     observed = _observed_seconds_per_campaign(run, now or timezone.now())

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from campaigns import selectors
-from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun, Trigger
+from campaigns.models import AdAccount, ApiClient, AttemptStatus, RunStatus, SyncAttempt, SyncRun, Trigger
 from tests.queue import queued_tasks
 
 pytest.register_assert_rewrite("tests.people_fixtures")  # it is a plugin too (below): rewrite before importing
@@ -53,6 +53,18 @@ def test_an_active_run_shows_its_progress_and_an_eta_paced_by_the_rate_budget(st
     data = staff.get("/status.json").json()
     assert data["accounts"][0]["run"]["eta_seconds"] == pytest.approx(120)
     assert data["accounts"][0]["run"]["percent"] == pytest.approx(100 / 3)
+
+
+def test_the_eta_is_paced_by_the_budget_the_platform_allows_when_lower_and_by_the_accounts_share(staff):
+    account = make_offline_account(rate_limit="10/60s")
+    make_active_run(account, make_campaigns(account, 30), done=10)
+    ApiClient.objects.create(base_url=account.base_url, client_id=account.client_id, configured_calls=10,
+                             configured_window_seconds=60, learned_calls=5)  # 12 s per call
+    assert staff.get("/status.json").json()["accounts"][0]["run"]["eta_seconds"] == pytest.approx(20 * 12)
+    other = make_offline_account("other")  # a second account on the same client halves each one's share
+    AdAccount.objects.filter(pk=other.pk).update(client_id=account.client_id)
+    eta = {row["slug"]: row["run"] for row in staff.get("/status.json").json()["accounts"]}
+    assert eta["offline"]["eta_seconds"] == pytest.approx(20 * 24)
 
 
 def test_without_a_budget_the_eta_follows_the_runs_observed_pace(staff):
