@@ -76,7 +76,29 @@ def test_sync_now_on_the_status_page_shows_live_progress_to_done_and_the_run_ope
     drive_the_status_page(browser_page, live_server.url)
 
 
-def drive_the_status_page(page, url: str) -> None:
+def test_an_alert_opened_and_resolved_while_the_status_page_is_open_shows_and_goes_without_a_reload(
+        live_server, demo, fake_platform, browser_page):
+    from playwright.sync_api import expect
+
+    from syncer.alerting.check import alerts_check
+    from tests.runs import Background, sync
+
+    page = browser_page
+    log_in(page, live_server.url)
+    expect(page.locator("[data-alerts-box]")).not_to_contain_text("alert")
+    # Elsewhere (a thread: Playwright's loop refuses the ORM here), the platform refuses the account's password
+    # and a run fails on it; the alert check, as the minutely schedule runs it, opens an alert.
+    fake_platform.update(refuse_tokens=True)
+    Background(lambda: (sync(demo), alerts_check()), name="failing-run").result(60)
+    expect(page.locator("[data-alerts-box]")).to_contain_text("1 open alert")
+    expect(page.locator("[data-alerts-box] li")).to_contain_text("Demo")
+    page.screenshot(path=ARTIFACTS / "status-alert.png", full_page=True)
+    fake_platform.update(refuse_tokens=False)
+    Background(lambda: (sync(demo), alerts_check()), name="good-run").result(60)
+    expect(page.locator("[data-alerts-box]")).not_to_contain_text("alert")
+
+
+def log_in(page, url: str) -> None:
     from playwright.sync_api import expect
 
     page.goto(f"{url}/status/")
@@ -85,6 +107,12 @@ def drive_the_status_page(page, url: str) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
     expect(page.locator("h1")).to_contain_text("Sync status")
+
+
+def drive_the_status_page(page, url: str) -> None:
+    from playwright.sync_api import expect
+
+    log_in(page, url)
     page.screenshot(path=ARTIFACTS / "status-before.png", full_page=True)
 
     page.get_by_role("button", name="Sync now").click()
