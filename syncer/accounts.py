@@ -10,7 +10,8 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError
 
 from campaigns.models import ACTIVE_RUN_STATUSES, AdAccount, SyncRun
-from syncer.client import ClientSettings, PlatformClient
+from syncer.calls import ClientSettings
+from syncer.client import PlatformClient
 from syncer.connections import connection_release
 from syncer.limiter import limiter_for
 

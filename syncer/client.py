@@ -23,13 +23,14 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from syncer.answers import Answer, BodyTooLarge, read_answer
 from syncer.breaker import Breaker, Held, OutageTooLong, Pass
+from syncer.calls import CallStats, ClientSettings
 from syncer.errors import (
     AUTH,
     BAD_RESPONSE,
@@ -42,7 +43,7 @@ from syncer.errors import (
 )
 from syncer.logs import forget_secret, register_secret
 from syncer.pacing import Limiter, NoLimit, Permit
-from syncer.platforms import DEFAULT_PLATFORM, platform_named
+from syncer.platforms import platform_named
 from syncer.platforms.base import (
     OK,
     OUTAGE,
@@ -61,38 +62,6 @@ log = logging.getLogger(__name__)
 
 MAX_PAGES = 10_000  # a platform that never stops saying has_more still ends (SYNC_MAX_PAGES sets a listing's)
 MAX_REFUSALS_PER_CALL = 50  # 401s one call may meet while other calls go through: a safety net, never seen in churn
-
-
-@dataclass
-class CallStats:
-    """What one logical call (or a whole listing) cost, retries included."""
-
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    server_errors: int = 0
-    timeouts: int = 0
-    pages: int = 0
-    last_status: int | None = None
-    last_latency_ms: int | None = None  # the platform's own time on the last try, not our waiting
-
-
-@dataclass
-class ClientSettings:
-    base_url: str
-    email: str
-    password: str = field(repr=False)
-    client_id: str
-    connect_timeout: float = 5.0
-    read_timeout: float = 10.0
-    max_attempts: int = 5
-    max_wait: float = 120.0
-    backoff_base: float = 1.0
-    backoff_cap: float = 30.0
-    max_outage: float = 300.0
-    pool_size: int = 10
-    max_body_mb: float = 10.0
-    platform: str = DEFAULT_PLATFORM  # the dialect (syncer/platforms/)
 
 
 class PlatformClient:
@@ -324,8 +293,9 @@ class PlatformClient:
         """One HTTP exchange and its verdict, told to the breaker; Held when it failed in an outage (no try spent)."""
         sent_at = time.monotonic()
         try:
-            answer = self._http(request, call, headers, permit=permit)
+            answer = self._http(request, call, headers)
         except PlatformError as error:
+            self._slot_redate(permit, request, call, succeeded=False)
             if error.category not in (TIMEOUT, NETWORK):
                 self._reached = self._reached or data_call
                 self.breaker.answered(ticket, sent_at=sent_at)
@@ -334,9 +304,11 @@ class PlatformClient:
             self.breaker.abandon(ticket)
             raise
         except BaseException:
+            self._slot_redate(permit, request, call, succeeded=False)
             self.breaker.abandon(ticket)
             raise
         verdict = self.platform.classify(answer, data_call=data_call)
+        self._slot_redate(permit, request, call, succeeded=verdict.kind == OK)
         if verdict.kind != OUTAGE:
             call.stats.rate_limited += verdict.kind == THROTTLED
             self._reached = self._reached or data_call
@@ -347,16 +319,23 @@ class PlatformClient:
             raise Held()
         return answer, verdict
 
-    def _http(self, request: Request, call: _Call, headers: dict, *, permit: Permit | None = None) -> Answer:
+    @staticmethod
+    def _slot_redate(permit: Permit | None, request: Request, call: _Call, *, succeeded: bool) -> None:
+        """Tell the call's rate slot when the call left and was answered; only a success's answer time says how
+        fast the platform works (a 429 or a 503 may come back in milliseconds: syncer/limiter.py)."""
+        if permit is not None:
+            permit.sent(request.method, call.left_at, call.answered_at, succeeded=succeeded)
+
+    def _http(self, request: Request, call: _Call, headers: dict) -> Answer:
         call.stats.requests += 1
         call.sent = True
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
-        started, sent_at, answered_at = time.monotonic(), time.time(), None
+        started, call.left_at, call.answered_at = time.monotonic(), time.time(), None
         try:
             response = self.session.request(request.method, self.base_url + request.path, headers=headers,
                                             params=request.params, json=request.json, data=request.data,
                                             timeout=timeout, proxies=self._proxies, stream=True)
-            answered_at = time.time()
+            call.answered_at = time.time()
             answer = read_answer(response, max_bytes=self._max_body_bytes)
         except BodyTooLarge:
             raise PlatformError(BAD_RESPONSE, f"the platform's answer is larger than the {self.settings.max_body_mb:g} "
@@ -369,12 +348,10 @@ class PlatformClient:
         except requests.RequestException:
             raise PlatformError(NETWORK, f"could not reach the platform at {self.base_url} "
                                          "(connection refused or reset)", retryable=True) from None
-        finally:
-            if permit is not None:
-                permit.sent(request.method, sent_at, answered_at)
         call.stats.last_status = answer.status
         call.stats.last_latency_ms = int((time.monotonic() - started) * 1000)
         return answer
+
 
 @dataclass
 class _Call:
@@ -384,6 +361,8 @@ class _Call:
     began: float
     stop: threading.Event | None = None  # set: stop waiting (budget, retry, throttle, outage): Stopped
     sent: bool = False  # did the current try send anything?
+    left_at: float = 0.0  # when the current try's request left, and was answered (None: no answer), time.time()
+    answered_at: float | None = None
     refusals: int = 0
 
 

@@ -11,8 +11,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun
+from syncer.calls import CallStats
 from syncer.claims import attempts_claim, claims_release
-from syncer.client import CallStats, PlatformClient, PlatformError
+from syncer.client import PlatformClient, PlatformError
 from syncer.connections import patiently
 from syncer.heartbeat import process_claims_prefix
 from syncer.recording import CALL_COUNTERS, outcome_record

@@ -94,14 +94,21 @@ class SlotPermit:
         self.limiter, self.slot_id, self.taken_at, self.call = limiter, slot_id, taken_at, call
         self.taken_monotonic = call.read_by
 
-    def sent(self, method: str, at: float, answered_at: float | None) -> None:
-        read_by = self.read_by_after_take(method, at, answered_at)
+    def sent(self, method: str, at: float, answered_at: float | None, *, succeeded: bool = True) -> None:
+        read_by = self.read_by_after_take(method, at, answered_at, succeeded=succeeded)
         if read_by > LATE_SECONDS:
             self.limiter.window.moved(self.call, self.taken_monotonic + read_by)
             self.limiter.redate(self.slot_id, self.taken_at, self.taken_at + read_by)
 
-    def read_by_after_take(self, method: str, at: float, answered_at: float | None) -> float:
+    def read_by_after_take(self, method: str, at: float, answered_at: float | None, *,
+                           succeeded: bool = True) -> float:
         """The latest the platform can have read the call, in seconds after the slot was taken.
+
+        An error answer (a 429, a 503 in an outage) may come back in a few
+        milliseconds: it is dated at its answer and teaches nothing of how
+        fast the platform syncs. Noted as the fastest answer, one such made
+        every later slot wait the whole answer time of a sync call more (at
+        2 s answers and 10/60s, 20 s over a reference run).
 
         Measured on the monotonic clock since the take, so the slot moves by
         a duration, never by a difference of two clocks. The client gives
@@ -120,6 +127,8 @@ class SlotPermit:
         if answered_at is None:
             return departed
         answered = max(after_take(answered_at), departed)
+        if not succeeded:
+            return answered
         return max(departed, answered - answer_noted(method, answered - departed))
 
 

@@ -15,7 +15,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from syncer.client import CallStats, Page, PlatformClient
+from syncer.calls import CallStats
+from syncer.client import Page, PlatformClient
 from syncer.rows import BadRow, CampaignRow
 
 log = logging.getLogger(__name__)

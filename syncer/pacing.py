@@ -13,8 +13,8 @@ from syncer.platforms.base import BudgetSignal
 
 class Permit(Protocol):
     # The call (GET: a listing page, POST: a sync) left at `at` and was answered at `answered_at`
-    # (None: no answer), both time.time().
-    def sent(self, method: str, at: float, answered_at: float | None) -> None: ...
+    # (None: no answer), both time.time(); `succeeded`: a 2xx, whose time says how fast the platform works.
+    def sent(self, method: str, at: float, answered_at: float | None, *, succeeded: bool = True) -> None: ...
 
 
 class Limiter(Protocol):
@@ -26,7 +26,7 @@ class Limiter(Protocol):
 
 
 class _FreePermit:
-    def sent(self, method: str, at: float, answered_at: float | None) -> None:
+    def sent(self, method: str, at: float, answered_at: float | None, *, succeeded: bool = True) -> None:
         return None
 
 

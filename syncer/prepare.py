@@ -22,7 +22,8 @@ from campaigns.models import (
     SyncStatus,
 )
 from syncer import sql
-from syncer.client import BAD_RESPONSE, CLIENT_ERROR, CallStats, PlatformClient
+from syncer.calls import CallStats
+from syncer.client import BAD_RESPONSE, CLIENT_ERROR, PlatformClient
 from syncer.connections import connection_release
 from syncer.listing import Listing, listing_read
 from syncer.rows import CampaignRow

@@ -14,7 +14,8 @@ from django.db import connection, transaction
 
 from campaigns.models import AttemptStatus, Campaign, SyncAttempt, SyncRun
 from syncer import sql
-from syncer.client import CallStats, PlatformError
+from syncer.calls import CallStats
+from syncer.client import PlatformError
 
 CALL_COUNTERS = ("requests", "retries", "rate_limited", "server_errors", "timeouts", "pages")
 

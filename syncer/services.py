@@ -29,7 +29,8 @@ from campaigns.models import (
 )
 from syncer import drain, janitor
 from syncer.accounts import DEFAULT_SLUG, client_for, client_settings_for
-from syncer.client import CallStats, PlatformClient, PlatformError
+from syncer.calls import CallStats
+from syncer.client import PlatformClient, PlatformError
 from syncer.cluster_keys import foreign_cluster_refusal, key_fingerprint
 from syncer.connections import patiently
 from syncer.heartbeat import heartbeat

@@ -9,7 +9,8 @@ import environ
 import pytest
 
 from campaigns.models import AdAccount
-from syncer.client import ClientSettings, PlatformClient
+from syncer.calls import ClientSettings
+from syncer.client import PlatformClient
 from syncer.fake_platform import FakePlatform, FakePlatformConfig
 from syncer.logs import ContextFilter, RedactFilter, TextFormatter
 from tests.alert_receivers import WEBHOOK_SECRET, SmtpServer, WebhookReceiver

@@ -20,7 +20,7 @@ from django.core.management.base import CommandError
 
 from campaigns.models import AttemptStatus, RunStatus, SyncAttempt, SyncRun, Trigger
 from syncer.accounts import client_for
-from syncer.client import CallStats
+from syncer.calls import CallStats
 from syncer.logs import RedactFilter
 from syncer.prepare import attempts_queue, listing_fetch
 from syncer.services import run_cancel, run_prepare, sync_run_start

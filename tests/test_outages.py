@@ -13,7 +13,8 @@ from django.contrib.auth import get_user_model
 
 from campaigns.models import AdAccount, AttemptStatus, RunStatus, SyncAttempt, SyncRun, Trigger
 from syncer.breaker import OUTAGE_FAILURES
-from syncer.client import BAD_RESPONSE, CLIENT_ERROR, CallStats, PlatformError
+from syncer.calls import CallStats
+from syncer.client import BAD_RESPONSE, CLIENT_ERROR, PlatformError
 from syncer.services import run_execute, sync_run_start
 from tests.outages import outage_call_bound, probes_while_down
 from tests.runs import Background, assert_all_synced, check_invariants, failures, sync

@@ -324,6 +324,18 @@ def test_a_slot_is_re_dated_to_the_latest_moment_its_call_can_have_been_read(mak
         "each kind of call has its own fastest answer"
 
 
+def test_fast_error_answers_do_not_teach_the_limiter_a_fastest_answer(fake_platform, make_account, fast_sync):
+    """A 503 comes back in milliseconds: taken for the platform's fastest sync, it would date every later slot
+    at its call's answer, a whole sync's time late (20 s over a reference run at 10/60s and 2 s answers)."""
+    from syncer.answer_times import answer_noted
+
+    fake_platform.update(campaigns=20, sync_latency=0.3, sync_fail_rate=0.3, seed=5, rate_limit=None)
+    run = sync(make_account(rate_limit="100/2s"))  # a budget, so every call goes through a rate slot
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    assert run.server_errors > 0, "the scenario needs fast 503s"
+    assert answer_noted("POST", 60.0) >= 0.3, "the fastest sync answer is a success's (0.3 s), not a 503's"
+
+
 def test_when_the_work_left_is_claimed_elsewhere_one_thread_of_a_drain_waits_for_its_lease(
         fake_platform, account, fast_sync, monkeypatch):
     from syncer import drain

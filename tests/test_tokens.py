@@ -9,7 +9,7 @@ import pytest
 
 from campaigns.models import RunStatus, SyncRun, Trigger
 from syncer.accounts import client_for
-from syncer.client import CallStats
+from syncer.calls import CallStats
 from syncer.logs import live_secret_count, redact
 from syncer.services import run_execute, sync_run_start
 from syncer.tokens import KEEP
