@@ -267,6 +267,11 @@ class SyncRun(models.Model):
         return self.status in ACTIVE_RUN_STATUSES
 
     @property
+    def holds_account(self) -> bool:
+        """Active, and not a keep-fresh cycle: a cycle gives way to any other run started (services._run_create)."""
+        return self.is_active and self.trigger != Trigger.KEEP_FRESH
+
+    @property
     def campaigns_done(self) -> int:
         return self.campaigns_synced + self.campaigns_failed
 

@@ -235,6 +235,7 @@ def run_json(run: SyncRun) -> dict:
     seconds = run.duration.total_seconds() if run.duration else None
     return {
         "id": run.pk, "account": run.account.slug, "status": run.status, "active": run.is_active,
+        "holds_account": run.holds_account,
         "trigger": run.trigger, "triggered_by": run.triggered_by,
         "created_at": _iso(run.created_at), "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at),
         "duration_seconds": seconds, "listed": run.campaigns_listed, "synced": run.campaigns_synced,

@@ -25,6 +25,7 @@ from campaigns.models import (
     ListingMode,
     RunStatus,
     SyncRun,
+    Trigger,
     validate_client_id,
 )
 from syncer import drain, janitor
@@ -57,6 +58,9 @@ class SyncRefused(Exception):
         super().__init__(message)
         self.active_run = active_run
         self.failed_run = failed_run
+
+
+CYCLES_GIVING_WAY = 3  # how often a new run cancels a keep-fresh cycle in its way before it is refused
 
 
 def sync_run_start(*, account: AdAccount, trigger: str, triggered_by: str = "",
@@ -134,22 +138,31 @@ def _not_queued(run: SyncRun) -> SyncRefused:
 def _run_create(*, account: AdAccount, trigger: str, triggered_by: str, enqueue: bool,
                 campaign_ids: list[str] | None = None, retry_of: SyncRun | None = None,
                 concurrency: int | None = None, listing: str = ListingMode.FULL) -> SyncRun:
-    try:
-        with transaction.atomic():
-            run = SyncRun.objects.create(
-                account=account, trigger=trigger, triggered_by=triggered_by[:150],
-                campaign_filter=_filter_of(campaign_ids, listing) if campaign_ids else None, retry_of=retry_of,
-                concurrency=concurrency or settings.SYNC["CONCURRENCY"], queued_at=timezone.now() if enqueue else None,
-                queued_key=key_fingerprint() if enqueue else "", listing=listing,
-            )
-            if enqueue:
-                run_enqueue(run)
-            return run
-    except IntegrityError:
-        active = SyncRun.objects.filter(account=account, status__in=ACTIVE_RUN_STATUSES).first()
-        label = f"run #{active.pk} is {active.status}" if active else "another run is active"
-        raise SyncRefused(f"account {account.slug!r} is already syncing ({label}); wait for it or cancel it",
-                          active_run=active) from None
+    """Create the run, or refuse while the account has an active one; a keep-fresh cycle under way gives way
+    (cancelled) to any other run: a person's "Sync now", a schedule. Its campaigns are in that run or the next
+    cycle after it, so a full sync of a keep-fresh account needs no switching the mode off and on."""
+    active = None
+    for _ in range(CYCLES_GIVING_WAY):  # the cycle's worker may start its next one meanwhile: it gives way too
+        try:
+            with transaction.atomic():
+                run = SyncRun.objects.create(
+                    account=account, trigger=trigger, triggered_by=triggered_by[:150],
+                    campaign_filter=_filter_of(campaign_ids, listing) if campaign_ids else None, retry_of=retry_of,
+                    concurrency=concurrency or settings.SYNC["CONCURRENCY"],
+                    queued_at=timezone.now() if enqueue else None, queued_key=key_fingerprint() if enqueue else "",
+                    listing=listing,
+                )
+                if enqueue:
+                    run_enqueue(run)
+                return run
+        except IntegrityError:
+            active = SyncRun.objects.filter(account=account, status__in=ACTIVE_RUN_STATUSES).first()
+            if active is None or active.holds_account or trigger == Trigger.KEEP_FRESH:
+                break
+            run_cancel(run_id=active.pk, who=f"a sync started by {triggered_by or trigger}")
+    label = f"run #{active.pk} is {active.status}" if active else "another run is active"
+    raise SyncRefused(f"account {account.slug!r} is already syncing ({label}); wait for it or cancel it",
+                      active_run=active)
 
 
 def _filter_of(campaign_ids: list[str], listing: str) -> list[str]:

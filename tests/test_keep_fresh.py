@@ -138,6 +138,49 @@ def test_on_the_cluster_each_keep_fresh_run_starts_the_next_until_it_is_switched
         assert_run_invariants(run, secrets=[], log_text="")
 
 
+def test_sync_now_on_a_keep_fresh_account_cancels_the_cycle_under_way_and_syncs_every_campaign(fresh_account,
+                                                                                              qcluster):
+    from django_q.models import Schedule
+
+    from syncer.keep_fresh import keep_fresh_tick
+    from syncer.schedules import KEEP_FRESH_SCHEDULE_NAME
+    from syncer.services import sync_run_start
+
+    Schedule.objects.filter(name=KEEP_FRESH_SCHEDULE_NAME).delete()  # the test ticks itself
+    AdAccount.objects.filter(pk=fresh_account.pk).update(keep_fresh=True)
+    qcluster.start()
+    assert keep_fresh_tick() == 1
+    cycles = SyncRun.objects.filter(account=fresh_account, trigger=Trigger.KEEP_FRESH)
+    under_way = wait_until(lambda: cycles.filter(status=RunStatus.RUNNING).first(), timeout=60,
+                           message="a keep-fresh cycle runs on the cluster")
+    assert not under_way.holds_account, "the status page offers Sync now during a cycle"
+
+    full = sync_run_start(account=fresh_account, trigger=Trigger.STATUS_PAGE, triggered_by="operator", enqueue=True)
+    cycle = SyncRun.objects.get(pk=under_way.pk)
+    assert (cycle.status, cycle.error_message) == (RunStatus.CANCELLED, "cancelled by a sync started by operator")
+    full = wait_until(lambda: SyncRun.objects.filter(pk=full.pk, status=RunStatus.SUCCEEDED).first(), timeout=90,
+                      message="the full sync ends, every campaign synced")
+    assert (full.listing, full.campaigns_synced) == (ListingMode.FULL, ACTIVE + PAUSED)
+    for run in (cycle, full):
+        assert_run_invariants(run, secrets=[], log_text="")
+    # Keep-fresh goes on after it: the next tick (or the cancelled cycle's worker, had it come later) starts a cycle.
+    wait_until(lambda: keep_fresh_tick() + cycles.filter(created_at__gt=full.finished_at).count() > 0, timeout=30,
+               message="keep-fresh cycles start again after the full sync")
+    AdAccount.objects.filter(pk=fresh_account.pk).update(keep_fresh=False)
+
+
+def test_a_keep_fresh_cycle_never_takes_the_place_of_another_run(fresh_account):
+    from syncer.keep_fresh import keep_fresh_cycle_start
+    from syncer.services import SyncRefused, sync_run_start
+
+    full = sync_run_start(account=fresh_account, trigger=Trigger.SCHEDULE, triggered_by="schedule")
+    with pytest.raises(SyncRefused, match=f"already syncing \\(run #{full.pk} is queued\\)"):
+        keep_fresh_cycle_start(account=fresh_account, enqueue=False)
+    with pytest.raises(SyncRefused, match="already syncing"):
+        sync_run_start(account=fresh_account, trigger=Trigger.STATUS_PAGE, triggered_by="operator")
+    assert SyncRun.objects.get(pk=full.pk).status == RunStatus.QUEUED
+
+
 def test_every_installation_gets_the_keep_fresh_tick_every_minute():
     from django_q.models import Schedule
 
