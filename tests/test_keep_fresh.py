@@ -139,7 +139,7 @@ def test_on_the_cluster_each_keep_fresh_run_starts_the_next_until_it_is_switched
 
 
 def test_sync_now_on_a_keep_fresh_account_cancels_the_cycle_under_way_and_syncs_every_campaign(fresh_account,
-                                                                                              qcluster):
+                                                                                              fake_platform, qcluster):
     from django_q.models import Schedule
 
     from syncer.keep_fresh import keep_fresh_tick
@@ -148,14 +148,16 @@ def test_sync_now_on_a_keep_fresh_account_cancels_the_cycle_under_way_and_syncs_
 
     Schedule.objects.filter(name=KEEP_FRESH_SCHEDULE_NAME).delete()  # the test ticks itself
     AdAccount.objects.filter(pk=fresh_account.pk).update(keep_fresh=True)
+    fake_platform.update(sync_latency=5.0)  # slow calls: a cycle with campaigns left runs for seconds yet
     qcluster.start()
     assert keep_fresh_tick() == 1
     cycles = SyncRun.objects.filter(account=fresh_account, trigger=Trigger.KEEP_FRESH)
-    under_way = wait_until(lambda: cycles.filter(status=RunStatus.RUNNING).first(), timeout=60,
-                           message="a keep-fresh cycle runs on the cluster")
+    under_way = wait_until(lambda: cycles.filter(status=RunStatus.RUNNING, attempts__status=AttemptStatus.PENDING)
+                           .first(), timeout=60, message="a keep-fresh cycle with campaigns left runs on the cluster")
     assert not under_way.holds_account, "the status page offers Sync now during a cycle"
 
     full = sync_run_start(account=fresh_account, trigger=Trigger.STATUS_PAGE, triggered_by="operator", enqueue=True)
+    fake_platform.update(sync_latency=0.02)
     cycle = SyncRun.objects.get(pk=under_way.pk)
     assert (cycle.status, cycle.error_message) == (RunStatus.CANCELLED, "cancelled by a sync started by operator")
     full = wait_until(lambda: SyncRun.objects.filter(pk=full.pk, status=RunStatus.SUCCEEDED).first(), timeout=90,
