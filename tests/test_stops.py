@@ -64,6 +64,27 @@ def test_a_cancel_while_a_claim_waits_for_the_budget_ends_the_drain_at_once_and_
     assert_run_invariants(run, secrets=[FAKE_PASSWORD], log_text="")
 
 
+def test_a_drain_stopped_while_its_claim_waits_for_the_budget_sends_nothing_and_puts_the_claim_back(
+        fake_platform, make_account):
+    """A worker exiting (cluster stop, recycle) must not hold its process a window to send a claimed call."""
+    fake_platform.update(campaigns=5, rate_limit=f"2/{LONG_WAIT}s")
+    run = prepared_run(make_account(rate_limit=f"2/{LONG_WAIT}s"))  # the listing: the first of the window's two
+    stop = Stop()
+    drain = drain_in_background(run, threads=1, stop=stop)
+    waiting = run.attempts.filter(status=AttemptStatus.RUNNING)
+    try:
+        wait_until(lambda: fake_platform.stats["synced_total"] == 1 and waiting.exists(), timeout=30,
+                   message="one sync goes, and the next claim waits for the window's end")
+        held = set(waiting.values_list("pk", flat=True))  # one or more: a quick first call makes claims bigger
+    finally:
+        stop.set()
+    drain.result(PROMPTLY)
+    assert fake_platform.stats["synced_total"] == 1, "no call went after the stop"
+    released = SyncAttempt.objects.filter(pk__in=held)
+    assert {(a.status, a.claimed_by, a.started_at) for a in released} == {(AttemptStatus.PENDING, "", None)}
+    assert SyncRun.objects.get(pk=run.pk).status == RunStatus.RUNNING, "the rest is the next worker's"
+
+
 def test_a_stop_during_a_throttles_retry_after_ends_the_drain_and_puts_the_claim_back(fake_platform, make_account,
                                                                                        fast_sync):
     fast_sync["MAX_WAIT"] = 2 * LONG_WAIT  # the client would wait out the platform's whole Retry-After

@@ -14,7 +14,6 @@ from campaigns.models import (
     Campaign,
     ErrorCategory,
     RunStatus,
-    SyncAttempt,
     SyncRun,
     Trigger,
 )
@@ -22,7 +21,7 @@ from syncer.fake_platform.data import base_campaign, hostile_row
 from syncer.services import run_cancel, run_execute, run_retry_failed, sync_run_start
 from tests.conftest import FAKE_PASSWORD
 from tests.invariants import assert_run_invariants
-from tests.runs import Background, sync
+from tests.runs import sync
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -143,32 +142,6 @@ def test_a_10_per_2s_budget_with_30_campaigns_sees_zero_429s(fake_platform, make
     platform = fake_platform.stats
     assert platform["rate_limited"] == 0 and run.rate_limited == 0
     assert platform["max_calls_in_any_window"][account.client_id] <= 10
-
-
-def test_a_drain_stopped_while_its_claim_waits_for_the_budget_sends_nothing_and_puts_the_claim_back(
-        fake_platform, make_account):
-    """A worker exiting (cluster stop, recycle) must not hold its process a window to send a claimed call."""
-    from syncer.services import run_drain, run_prepare
-    from syncer.stops import Stop
-
-    fake_platform.update(campaigns=5, rate_limit="2/60s")
-    account = make_account(rate_limit="2/60s")
-    run = sync_run_start(account=account, trigger=Trigger.COMMAND, triggered_by="test")
-    assert run_prepare(run_id=run.pk)  # the listing: the first of the window's two calls
-    stop = Stop()
-    drain = Background(lambda: run_drain(run_id=run.pk, threads=1, stop=stop), name="drain")
-    waiting = run.attempts.filter(status=AttemptStatus.RUNNING)
-    try:
-        wait_until(lambda: fake_platform.stats["synced_total"] == 1 and waiting.exists(), timeout=30,
-                   message="one sync goes, and the next claim waits for the window's end")
-        held = set(waiting.values_list("pk", flat=True))  # one or more: a quick first call makes claims bigger
-    finally:
-        stop.set()
-    drain.result(30)  # its slot frees a minute after the listing: the wait ended on the stop
-    assert fake_platform.stats["synced_total"] == 1, "no call went after the stop"
-    released = SyncAttempt.objects.filter(pk__in=held)
-    assert {(a.status, a.claimed_by, a.started_at) for a in released} == {(AttemptStatus.PENDING, "", None)}
-    assert SyncRun.objects.get(pk=run.pk).status == RunStatus.RUNNING, "the rest is the next worker's"
 
 
 @pytest.mark.parametrize("fault", ["not_found", "sync_503"])
