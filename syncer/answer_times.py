@@ -3,8 +3,8 @@
 The limiter dates a slot at the latest moment the platform can have read
 its call: the answer's time less the fastest answer seen to that kind of
 call (syncer/limiter.py). Only successes are noted: a 429 or a 503 comes
-back in milliseconds and says nothing of how fast the platform syncs. That estimate is as good as the answers are
-steady: the more they vary, the less the fastest one says of this one. So
+back in milliseconds and says nothing of how fast the platform syncs.
+That estimate is as good as the answers are steady: the more they vary, the less the fastest one says of this one. So
 the margin a slot waits before it is used again is the spread of recent
 answers (their 95th percentile less the fastest), never less than this
 machine's own slip (MARGIN_FLOOR) and never more than the 1 % of the

@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -66,7 +66,7 @@ def _unlocked_update(rows, **values) -> None:
 
 
 class ProcessHeartbeat:
-    """The runs this process works on (a count of the blocks open on each), and the one thread beating for them.
+    """The runs this process works on (the blocks open on each), and the one thread beating for them.
 
     A block may bring an event to set when its run is found cancelled:
     its drain's stop, so calls waiting for the budget or a retry go back
@@ -75,16 +75,13 @@ class ProcessHeartbeat:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runs: Counter[int] = Counter()
-        self._on_cancel: dict[int, list[threading.Event]] = defaultdict(list)
+        self._runs: dict[int, list[threading.Event | None]] = defaultdict(list)  # per run, each open block's event
         self._woken = threading.Event()
         self._thread: threading.Thread | None = None
 
     def add(self, run_id: int, on_cancel: threading.Event | None = None) -> None:
         with self._lock:
-            self._runs[run_id] += 1
-            if on_cancel is not None:
-                self._on_cancel[run_id].append(on_cancel)
+            self._runs[run_id].append(on_cancel)
             if self._thread is None or not self._thread.is_alive():  # none yet, or a forked worker's copy
                 self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
                 self._thread.start()
@@ -92,21 +89,19 @@ class ProcessHeartbeat:
 
     def remove(self, run_id: int, on_cancel: threading.Event | None = None) -> None:
         with self._lock:
-            self._runs[run_id] -= 1
-            if on_cancel is not None:
-                self._on_cancel[run_id].remove(on_cancel)
-            if self._runs[run_id] <= 0:
+            self._runs[run_id].remove(on_cancel)
+            if not self._runs[run_id]:
                 del self._runs[run_id]
-                self._on_cancel.pop(run_id, None)
             if not self._runs:
                 self._woken.set()  # the last run ended: give the connection back now
 
     def cancelled(self, run_ids: list[int]) -> None:
         """The runs were cancelled: set the events their blocks here brought."""
         with self._lock:
-            events = [event for run_id in run_ids for event in self._on_cancel.get(run_id, ())]
+            events = [event for run_id in run_ids for event in self._runs.get(run_id, ())]
         for event in events:
-            event.set()
+            if event is not None:
+                event.set()
 
     def _loop(self) -> None:
         last = time.monotonic()

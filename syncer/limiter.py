@@ -157,14 +157,12 @@ class DatabaseLimiter:
             return self._acquire(stop)
 
     def _acquire(self, stop: threading.Event | None) -> Permit:
-        while True:
-            if stop is not None and stop.is_set():
-                raise Stopped()  # also after queueing behind another drain's wait: no call goes once stopped
-            got = patiently(self._slot_try)
-            if not isinstance(got, float):
-                return got
+        if stop is not None and stop.is_set():
+            raise Stopped()  # set while it queued behind another drain's wait: no call goes once stopped
+        while isinstance(got := patiently(self._slot_try), float):
             if got > 0:
                 pause(got, stop)
+        return got
 
     def _slot_try(self) -> Permit | float:
         """Take the oldest slot if it is free: its permit, else the seconds to wait before looking again."""

@@ -13,7 +13,8 @@ from syncer.platforms.base import BudgetSignal
 
 class Permit(Protocol):
     # The call (GET: a listing page, POST: a sync) left at `at` and was answered at `answered_at`
-    # (None: no answer), both time.time(); `succeeded`: a 2xx, whose time says how fast the platform works.
+    # (None: no answer), both time.time(); `succeeded`: the adapter read it as OK (its time says how fast
+    # the platform works; a 429, a 503 or a metered throttle, an HTTP 200, says nothing of it).
     def sent(self, method: str, at: float, answered_at: float | None, *, succeeded: bool = True) -> None: ...
 
 

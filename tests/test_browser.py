@@ -83,18 +83,22 @@ def test_an_alert_opened_and_resolved_while_the_status_page_is_open_shows_and_go
     from syncer.alerting.check import alerts_check
     from tests.runs import Background, sync
 
+    def sync_then_check_alerts() -> None:
+        sync(demo)
+        alerts_check()
+
     page = browser_page
     log_in(page, live_server.url)
     expect(page.locator("[data-alerts-box]")).not_to_contain_text("alert")
     # Elsewhere (a thread: Playwright's loop refuses the ORM here), the platform refuses the account's password
     # and a run fails on it; the alert check, as the minutely schedule runs it, opens an alert.
     fake_platform.update(refuse_tokens=True)
-    Background(lambda: (sync(demo), alerts_check()), name="failing-run").result(60)
+    Background(sync_then_check_alerts, name="failing-run").result(60)
     expect(page.locator("[data-alerts-box]")).to_contain_text("1 open alert")
     expect(page.locator("[data-alerts-box] li")).to_contain_text("Demo")
     page.screenshot(path=ARTIFACTS / "status-alert.png", full_page=True)
     fake_platform.update(refuse_tokens=False)
-    Background(lambda: (sync(demo), alerts_check()), name="good-run").result(60)
+    Background(sync_then_check_alerts, name="good-run").result(60)
     expect(page.locator("[data-alerts-box]")).not_to_contain_text("alert")
 
 
